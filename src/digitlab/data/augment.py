@@ -1,0 +1,127 @@
+"""Batch-level augmentation on the device: one random affine + optional elastic field per sample."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+from digitlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random geometric augmentation of float [0, 1] batches (B, 1, H, W); the default is off."""
+
+    rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
+    scale: tuple[float, float] = (1.0, 1.0)  # zoom factor, uniform in [lo, hi]
+    translate: float = 0.0  # fraction of the image side, uniform in [-t, t] along x and y
+    shear: float = 0.0  # degrees along x, uniform in [-shear, shear]
+    elastic_alpha: float = 0.0  # 0 = off; pixels per unit of smoothed uniform noise (Simard et al. 2003: 34)
+    elastic_sigma: float = 4.0  # pixels, std of the Gaussian that smooths the displacement noise
+
+    def __post_init__(self):
+        object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
+        if len(self.scale) != 2:
+            raise ConfigError(f"augment scale must be (lo, hi), got {self.scale}")
+        lo, hi = self.scale
+        if not 0 < lo <= hi:
+            raise ConfigError(f"augment scale must be 0 < lo <= hi, got {lo}:{hi}")
+        if self.rotation < 0 or self.translate < 0 or self.shear < 0 or self.elastic_alpha < 0:
+            raise ConfigError(f"augment rotation, translate, shear and elastic must be >= 0, got {self}")
+        if not self.translate < 1 or not self.shear < 90:
+            raise ConfigError(f"augment translate must be < 1 and shear < 90 degrees, got {self}")
+        if not self.elastic_sigma > 0:
+            raise ConfigError(f"augment elastic_sigma must be > 0, got {self.elastic_sigma}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.rotation or self.scale != (1.0, 1.0) or self.translate or self.shear or self.elastic_alpha)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, C, H, W) -> same shape; areas moved in from outside the image are black (zero)."""
+        if not self.enabled:
+            return x
+        b, c, h, w = x.shape
+        # Random numbers are drawn where the generator lives, so a CPU generator also drives CUDA batches
+        dev = generator.device if generator is not None else x.device
+
+        def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
+            u = torch.rand(b, *shape, generator=generator, device=dev)
+            return (u * (hi - lo) + lo).to(x.device)
+
+        angle = uniform(-self.rotation, self.rotation) * (math.pi / 180)
+        zoom = uniform(*self.scale)
+        shear = torch.tan(uniform(-self.shear, self.shear) * (math.pi / 180))
+        shift = uniform(-self.translate, self.translate, 2) * 2  # fraction of the side -> [-1, 1] grid units
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        # Forward map p -> zoom * R @ Shear @ p + shift, as (B, 2, 2); grid_sample wants its inverse
+        fwd = zoom[:, None, None] * torch.stack([
+            torch.stack([cos, cos * shear - sin], -1),
+            torch.stack([sin, sin * shear + cos], -1),
+        ], 1)
+        inv = torch.linalg.inv(fwd)
+        theta = torch.cat([inv, -(inv @ shift[:, :, None])], 2)  # (B, 2, 3)
+        grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)  # (B, H, W, 2) as (x, y) in [-1, 1]
+        if self.elastic_alpha:
+            grid = grid + self._displacement(b, h, w, dev, generator).to(x.device)
+        return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def _displacement(self, b: int, h: int, w: int, dev, generator) -> torch.Tensor:
+        """Smoothed random displacement field (B, H, W, 2) in grid units (Simard et al. 2003)."""
+        noise = torch.rand(b * 2, 1, h, w, generator=generator, device=dev) * 2 - 1
+        radius = math.ceil(3 * self.elastic_sigma)
+        t = torch.arange(-radius, radius + 1, device=dev, dtype=torch.float32)
+        k = torch.exp(-0.5 * (t / self.elastic_sigma) ** 2)
+        k = k / k.sum()
+        noise = F.conv2d(noise, k.view(1, 1, -1, 1), padding=(radius, 0))  # separable Gaussian blur
+        noise = F.conv2d(noise, k.view(1, 1, 1, -1), padding=(0, radius))
+        d = noise.view(b, 2, h, w).permute(0, 2, 3, 1) * self.elastic_alpha  # pixels
+        return d * torch.tensor([2.0 / w, 2.0 / h], device=dev)  # pixels -> grid units
+
+    def to_string(self) -> str:
+        """The parse_augment form of this config ('none' when off)."""
+        if not self.enabled:
+            return "none"
+        parts = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v == f.default or (f.name == "elastic_sigma" and not self.elastic_alpha):
+                continue
+            key = _NAMES.get(f.name, f.name)
+            parts.append(f"{key}={v[0]:g}:{v[1]:g}" if f.name == "scale" else f"{key}={v:g}")
+        return ",".join(parts)
+
+
+_KEYS = {"rotation": "rotation", "scale": "scale", "translate": "translate", "shear": "shear",
+         "elastic": "elastic_alpha", "elastic_alpha": "elastic_alpha", "elastic_sigma": "elastic_sigma"}
+_NAMES = {"elastic_alpha": "elastic"}
+
+
+def parse_augment(s: str | None) -> Augment:
+    """'rotation=10,scale=0.9:1.1,translate=0.1,shear=5,elastic=34,elastic_sigma=4' -> Augment; '' or 'none' -> off."""
+    if s is None or s.strip().lower() in ("", "none", "off"):
+        return Augment()
+    kwargs: dict[str, object] = {}
+    for item in s.split(","):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or key not in _KEYS:
+            raise ConfigError(f"bad augment item {item.strip()!r} in {s!r}: use key=value with keys "
+                              f"{', '.join(k for k in _KEYS if k != 'elastic_alpha')}")
+        field_name = _KEYS[key]
+        if field_name in kwargs:
+            raise ConfigError(f"augment key {key!r} given twice in {s!r}")
+        try:
+            if field_name == "scale":
+                lo, colon, hi = value.partition(":")
+                if not colon:
+                    raise ValueError
+                kwargs[field_name] = (float(lo), float(hi))
+            else:
+                kwargs[field_name] = float(value)
+        except ValueError:
+            form = "lo:hi, e.g. scale=0.9:1.1" if field_name == "scale" else "a number"
+            raise ConfigError(f"augment {key}={value!r}: expected {form}") from None
+    return Augment(**kwargs)

@@ -1,0 +1,168 @@
+"""The training configuration: one frozen dataclass, validated, printed at start and saved with the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from digitlab.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+INITS = ("default", "xavier")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # what to train on what
+    model: str = "lenet5"
+    model_args: dict = field(default_factory=dict)  # extra constructor kwargs, e.g. {"dropout": 0.3}
+    dataset: str = "mnist"
+    data_dir: str | None = None  # None: $DIGITLAB_DATA, then the per-user cache dir
+    train_split: str = "train"  # the split that train (and val) images come from
+    test_split: str = "test"  # "" carves the test set out of train_split (3 ratios in `split`)
+    split: tuple[float, ...] = (4.0, 1.0)  # train:val, or train:val:test when test_split == ""
+    limit: int = 0  # use at most this many images of each of train/val/test (0: all); quick runs
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    step_epochs: int = 5  # schedule "step": multiply lr by gamma every this many epochs
+    gamma: float = 0.1
+    init: str = "default"
+    label_smoothing: float = 0.0
+    augment: str = ""  # "" off, else e.g. "rotation=10,scale=0.9:1.1,translate=0.1,elastic=8"
+    patience: int = 0  # early stopping: epochs without a better val accuracy (0: off)
+    diverge_factor: float = 100.0  # loss above this many times its start value counts as diverged
+    # execution
+    seed: int = 0
+    eval_batch_size: int = 1024
+    threads: int = 0  # torch intra-op threads (0: torch's default)
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("init", INITS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        positive = ("epochs", "batch_size", "eval_batch_size", "step_epochs")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        want = 2 if self.test_split else 3
+        if len(self.split) != want or any(r < 0 for r in self.split) or self.split[0] <= 0:
+            shape = "train:val" if self.test_split else "train:val:test (test_split is empty)"
+            raise ConfigError(f"split must be {want} non-negative ratios {shape}, got {self.split}")
+        if not self.test_split and self.split[2] <= 0:
+            raise ConfigError("split needs a test ratio > 0 when test_split is empty")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from plain values (JSON, CLI strings); unknown keys and wrong types fail clearly."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in fields:
+                close = difflib.get_close_matches(name, fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown config key {key!r}{hint}")
+            kwargs[name] = _coerce(name, value, hints[name])
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["split"] = list(self.split)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def describe(self) -> str:
+        return "\n".join(f"  {k:<16} {v}" for k, v in self.to_dict().items())
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert a JSON or command-line value to the field's type, or fail naming the field."""
+    def fail() -> ConfigError:
+        return ConfigError(f"config key {name!r} expects {_type_name(hint)}, got {value!r}")
+
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+            return None
+        return _coerce(name, value, args[0])
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise fail()
+    if hint is int:
+        if isinstance(value, bool):
+            raise fail()
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise fail() from None
+        raise fail()
+    if hint is float:
+        if isinstance(value, bool):
+            raise fail()
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise fail() from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    if typing.get_origin(hint) is tuple:
+        if isinstance(value, str):
+            value = value.replace(":", ",").split(",")
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        try:
+            return tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise fail() from None
+    if hint is dict:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise fail() from None
+        if not isinstance(value, dict):
+            raise fail()
+        return dict(value)
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return "ratios like 4:1"
+    if hint is dict:
+        return 'a JSON object like {"dropout": 0.3}'
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint))

@@ -1,0 +1,191 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from digitlab.errors import CheckpointError, ConfigError
+from digitlab.train import PRESETS, TrainConfig, fit, get_preset, list_runs, load_checkpoint
+
+
+def quick_config(data_dir, **kw) -> TrainConfig:
+    base = dict(model="lenet5-improved", dataset="mnist", data_dir=str(data_dir), epochs=2, limit=2048,
+                batch_size=64, optimizer="adam", lr=2e-3, threads=1)
+    return TrainConfig.from_dict({**base, **kw})
+
+
+# --- config -------------------------------------------------------------------------------------
+
+def test_config_rejects_unknown_key_with_suggestion():
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", "fast", "expects float"),
+    ("epochs", "2.5", "expects int"),
+    ("optimizer", "rmsprop", "optimizer must be one of"),
+    ("lr", -1, "lr must be > 0"),
+    ("split", "70:20:10", "split must be 2"),
+    ("model_args", "{not json", "expects a JSON object"),
+])
+def test_config_rejects_bad_values(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict({key: value})
+
+
+def test_config_coerces_cli_strings_and_round_trips():
+    cfg = TrainConfig.from_dict({"lr": "0.01", "epochs": "3", "split": "9:1", "model_args": '{"dropout": 0.1}'})
+    assert (cfg.lr, cfg.epochs, cfg.split, cfg.model_args) == (0.01, 3, (9.0, 1.0), {"dropout": 0.1})
+    assert TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_presets_build_valid_configs_and_state_published_figures():
+    assert {"lenet5-classic", "lenet5-improved", "rescnn-sgd", "lenet-attention", "mobilenetv3-tibetan"} <= set(PRESETS)
+    classic = get_preset("lenet5-classic").config()
+    assert (classic.model, classic.optimizer, classic.lr, classic.batch_size, classic.epochs, classic.split) == (
+        "lenet5", "adam", 1e-3, 64, 20, (4.0, 1.0))
+    tibetan = get_preset("mobilenetv3-tibetan").config()
+    assert tibetan.split == (70.0, 20.0, 10.0) and tibetan.test_split == ""
+    assert all(p.published for p in PRESETS.values())
+    with pytest.raises(ConfigError, match="did you mean 'lenet5-classic'"):
+        get_preset("lenet5-clasic")
+
+
+# --- a real (small) run ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_run(shared_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    summary = fit(quick_config(shared_data_dir), out, progress=False, log=lambda s: None)
+    return out, summary
+
+
+def test_run_writes_every_artifact(small_run):
+    out, summary = small_run
+    for name in ("config.json", "splits.npz", "metrics.csv", "curves.png", "confusion.png", "confusion.csv",
+                 "model.safetensors", "model.json", "summary.json", "state.pt"):
+        assert (out / name).is_file(), name
+    for key in ("model", "dataset", "epochs", "best_val_accuracy", "test_accuracy", "train_seconds", "diverged"):
+        assert key in summary
+    assert summary["epochs"] == 2 and summary["diverged"] is False
+    # 2048 training images for 2 epochs already beat chance by far on the real test digits
+    assert summary["test_accuracy"] > 0.8
+    assert len(summary["per_class_accuracy"]) == 10
+    lines = (out / "metrics.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("epoch,train_loss") and len(lines) == 3
+
+
+def test_splits_are_saved_disjoint_and_deterministic(small_run, shared_data_dir):
+    out, _ = small_run
+    saved = np.load(out / "splits.npz")
+    assert len(saved["train"]) == 2048 and len(saved["val"]) == 2048
+    assert not set(saved["train"]) & set(saved["val"])
+    from digitlab.train import prepare_data
+    again = prepare_data(quick_config(shared_data_dir))
+    assert np.array_equal(again.indices["train"], saved["train"])
+
+
+def test_checkpoint_is_self_describing(small_run):
+    out, summary = small_run
+    ckpt = load_checkpoint(out)
+    meta = ckpt.meta
+    assert meta["model"] == "lenet5-improved" and meta["dataset"] == "mnist"
+    assert meta["normalization"] == {"mean": 0.1307, "std": 0.3081}
+    assert meta["config"]["lr"] == 2e-3 and meta["code_version"]
+    assert meta["metrics"]["test_accuracy"] == summary["test_accuracy"]
+    assert not ckpt.model.training
+
+
+def test_damaged_checkpoint_is_refused(small_run, tmp_path):
+    out, _ = small_run
+    for name in ("model.safetensors", "model.json"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    data = bytearray((tmp_path / "model.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (tmp_path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256 does not match"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing")
+
+
+def test_existing_run_folder_is_not_overwritten(small_run):
+    out, _ = small_run
+    before = (out / "summary.json").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        fit(TrainConfig(), out, progress=False, log=lambda s: None)
+    assert (out / "summary.json").read_bytes() == before
+
+
+def test_runs_lists_the_run(small_run):
+    out, summary = small_run
+    rows = list_runs(out.parent)
+    row = next(r for r in rows if r["run"] == str(out))
+    assert row["status"] == "finished" and row["test_accuracy"] == summary["test_accuracy"]
+
+
+def test_divergence_stops_and_is_recorded(shared_data_dir, tmp_path):
+    cfg = quick_config(shared_data_dir, optimizer="sgd", lr=1e6, momentum=0.9, epochs=3)
+    messages = []
+    summary = fit(cfg, tmp_path, progress=False, log=messages.append)
+    assert summary["diverged"] is True
+    assert "epoch 1" in summary["diverged_reason"] and "lr 1e+06" in summary["diverged_reason"]
+    assert any("diverged" in m for m in messages)
+    assert json.loads((tmp_path / "summary.json").read_text())["diverged"] is True
+
+
+def test_early_stopping_stops_before_the_last_epoch(shared_data_dir, tmp_path):
+    # lr so small nothing improves after the first epoch's tiny gain
+    cfg = quick_config(shared_data_dir, epochs=6, patience=1, optimizer="sgd", lr=1e-9, momentum=0.0)
+    summary = fit(cfg, tmp_path, progress=False, log=lambda s: None)
+    assert summary["epochs"] < 6
+
+
+# --- resume ---------------------------------------------------------------------------------------
+
+def _weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_resume_after_kill_9_equals_uninterrupted_run(shared_data_dir, tmp_path):
+    # dropout (global RNG) and augmentation (the run's generator) both have to resume exactly
+    args = dict(epochs=4, limit=2048, augment="rotation=10,translate=0.1")
+    reference = fit(quick_config(shared_data_dir, **args), tmp_path / "ref", progress=False, log=lambda s: None)
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "digitlab.cli", "train", "--out", str(out), "--no-progress"]
+    for k, v in quick_config(shared_data_dir, **args).to_dict().items():
+        if v not in (None, {}, ""):
+            cmd += [f"--{k.replace('_', '-')}", ":".join(map(str, v)) if isinstance(v, list) else str(v)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        metrics = out / "metrics.csv"
+        if metrics.exists() and len(metrics.read_text().strip().splitlines()) >= 2:  # header + epoch 1
+            break
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert killed, "the run finished before it could be killed; make it longer"
+    assert not (out / "summary.json").exists()
+
+    resumed = fit(None, out, resume=True, progress=False, log=lambda s: None)
+    assert resumed["epochs"] == reference["epochs"] == 4
+    assert resumed["test_accuracy"] == reference["test_accuracy"]
+    assert resumed["test_loss"] == reference["test_loss"]
+    ref_w, res_w = _weights(tmp_path / "ref"), _weights(out)
+    assert all(torch.equal(ref_w[k], res_w[k]) for k in ref_w)
+
+
+def test_resume_refuses_a_missing_run(tmp_path):
+    with pytest.raises(ConfigError, match="no run to resume"):
+        fit(None, tmp_path, resume=True, progress=False)
