@@ -1,8 +1,6 @@
-import gzip
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -21,8 +19,7 @@ def shared_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist_small(shared_data_dir) -> tuple[torch.Tensor, torch.Tensor]:
     """512 real MNIST test digits: uint8 images (N, 28, 28), int64 labels (N,)."""
-    with gzip.open(shared_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:512]
-    with gzip.open(shared_data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz") as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8)[:512]
-    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+    from digitlab.data import load_dataset
+
+    test = load_dataset("mnist", "test", data_dir=shared_data_dir)
+    return test.images[:512], test.labels[:512]

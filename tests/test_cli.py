@@ -1,13 +1,12 @@
-import gzip
 import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from digitlab.cli import main
+from digitlab.data import load_dataset
 
 
 def run_cli(capsys, *argv):
@@ -30,10 +29,8 @@ def trained(shared_data_dir, tmp_path_factory):
 def digit_files(shared_data_dir, tmp_path_factory):
     """Real MNIST test digits saved as image files the way users have them: big, dark ink on white."""
     folder = tmp_path_factory.mktemp("digits")
-    with gzip.open(shared_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[-40:]
-    with gzip.open(shared_data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz") as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8)[-40:]
+    test = load_dataset("mnist", "test", data_dir=shared_data_dir)
+    images, labels = test.images[-40:].numpy(), test.labels[-40:]
     paths = []
     for i, (img, label) in enumerate(zip(images, labels)):
         big = Image.fromarray(255 - img).resize((140, 180), Image.BILINEAR)  # dark on light, not square
@@ -132,3 +129,16 @@ def test_predict_rejects_a_file_that_is_not_an_image(capsys, trained, tmp_path):
 def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "digitlab.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("digitlab ")
+
+
+def test_download_command_fetches_from_a_mirror(capsys, shared_data_dir, tmp_path, monkeypatch):
+    from data_helpers import MirrorServer
+
+    with MirrorServer() as server:
+        for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+            server.files[f"/mnist/{name}"] = (shared_data_dir / "mnist" / name).read_bytes()
+        monkeypatch.setenv("DIGITLAB_MIRROR", server.url + "/mnist/")
+        code, out, _ = run_cli(capsys, "download", "mnist", "--split", "test", "--data-dir", tmp_path)
+    assert code == 0 and "mnist/test: 10,000 images ready" in out
+    assert (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").read_bytes() == (
+        shared_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz").read_bytes()

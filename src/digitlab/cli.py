@@ -24,6 +24,16 @@ def cmd_datasets(args: argparse.Namespace) -> None:
     print(_table(rows))
 
 
+def cmd_download(args: argparse.Namespace) -> None:
+    from digitlab.data import get_spec, load_dataset
+
+    for name in args.names:
+        spec = get_spec(name)
+        for split in args.split or spec.splits:
+            data = load_dataset(name, split, data_dir=args.data_dir, download=True, progress=True)
+            print(f"{name}/{split}: {len(data):,} images ready")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from digitlab.models import list_models, model_info
 
@@ -56,7 +66,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg = get_preset(args.preset).config(**overrides) if args.preset else TrainConfig.from_dict(overrides)
     elif overrides:
         raise DigitlabError("--resume continues the run with its saved config; drop the other options")
-    summary = fit(cfg, args.out, resume=args.resume, progress=not args.no_progress, name=args.preset)
+    summary = fit(cfg, args.out, resume=args.resume, download=args.download, progress=not args.no_progress,
+                  name=args.preset)
     if args.preset and not summary["diverged"]:
         preset = get_preset(args.preset)
         value = summary.get(preset.target_metric)
@@ -72,7 +83,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from digitlab.inference import evaluate_checkpoint
 
     out = args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent)
-    report = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_dir, out)
+    report = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_dir, out,
+                                 download=args.download)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -131,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data root (default: $DIGITLAB_DATA, then the per-user cache)")
     p.set_defaults(func=cmd_datasets)
 
+    p = sub.add_parser("download", help="fetch datasets from their mirrors (SHA-256 checked)")
+    p.add_argument("names", nargs="+", help="dataset names, e.g. mnist fashion-mnist")
+    p.add_argument("--split", action="append", help="only this split (repeatable; default all)")
+    p.add_argument("--data-dir", help="data root (default: $DIGITLAB_DATA, then the per-user cache)")
+    p.set_defaults(func=cmd_download)
+
     p = sub.add_parser("models", help="list models with parameter count and multiply-accumulates")
     p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'lenet*'")
     p.set_defaults(func=cmd_models)
@@ -144,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--dry-run", action="store_true", help="quick check: 1 epoch on 512 images per split")
     p.add_argument("--no-progress", action="store_true", help="no progress bar; one line per epoch")
+    p.add_argument("--download", action="store_true", help="fetch missing dataset files from the mirrors")
     _add_config_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -153,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--data-dir")
     p.add_argument("--out", help="folder for the confusion matrix PNG (default: the checkpoint's folder)")
+    p.add_argument("--download", action="store_true", help="fetch missing dataset files from the mirrors")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_eval)
 

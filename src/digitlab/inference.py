@@ -49,11 +49,11 @@ def predict(checkpoint: str | Path | Checkpoint, images: list[Any]) -> list[Pred
 
 def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, dataset: str | None = None, split: str = "test",
                         data_dir: str | Path | None = None, out_dir: str | Path | None = None,
-                        batch_size: int = 1024) -> dict[str, Any]:
+                        batch_size: int = 1024, download: bool = False) -> dict[str, Any]:
     """Accuracy, per-class accuracy and most-confused pairs; the confusion matrix goes to out_dir as PNG."""
     ckpt = _checkpoint(checkpoint)
     dataset = dataset or ckpt.meta["dataset"]
-    data = load_dataset(dataset, split, data_dir=data_dir)
+    data = load_dataset(dataset, split, data_dir=data_dir, download=download)
     classes = ckpt.classes
     result = evaluate(ckpt.model, data, ckpt.normalization, len(classes), batch_size)
     report: dict[str, Any] = {

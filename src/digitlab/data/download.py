@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from digitlab.atomic import atomic_path
 from digitlab.data.registry import RemoteFile
 from digitlab.errors import DatasetError
 
@@ -79,39 +79,38 @@ def fetch(file: RemoteFile, folder: Path, mirrors: Sequence[str], progress: bool
 
 
 def _download_verified(url: str, file: RemoteFile, final: Path, progress: bool) -> None:
+    """Stream `url` into a temporary file beside `final`; only a verified download is renamed to `final`."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{file.name}.", suffix=".part")
+        with atomic_path(final) as tmp:
+            _fetch_checked(url, file, tmp, progress)
     except OSError as e:
         raise DatasetError(f"{final.parent}: cannot write there ({e.strerror or e})") from None
+
+
+def _fetch_checked(url: str, file: RemoteFile, dest: Path, progress: bool) -> None:
+    sha, md5, n = hashlib.sha256(), hashlib.md5(), 0
+    request = urllib.request.Request(url, headers={"User-Agent": "digitlab"})
     try:
-        sha, md5, n = hashlib.sha256(), hashlib.md5(), 0
-        request = urllib.request.Request(url, headers={"User-Agent": "digitlab"})
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
-                length = resp.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=file.name, disable=not progress) as bar:
-                    while chunk := resp.read(CHUNK):
-                        out.write(chunk)
-                        sha.update(chunk)
-                        md5.update(chunk)
-                        n += len(chunk)
-                        bar.update(len(chunk))
-        except urllib.error.HTTPError as e:
-            if 500 <= e.code or e.code in (408, 429):
-                raise _Transient(f"HTTP {e.code} {e.reason}") from None
-            raise _Permanent(f"HTTP {e.code} {e.reason}") from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-            reason = getattr(e, "reason", None) or e
-            raise _Transient(f"{type(e).__name__}: {reason}".replace("\n", " ")) from None
-        if total is not None and n != total:
-            raise _Transient(f"short read: {n} of {total} bytes")
-        if file.sha256 is not None and sha.hexdigest() != file.sha256:
-            raise _Permanent(f"sha256 mismatch ({n} bytes): got {sha.hexdigest()}, expected {file.sha256}")
-        if file.sha256 is None and md5.hexdigest() != file.md5:
-            raise _Permanent(f"md5 mismatch ({n} bytes): got {md5.hexdigest()}, expected {file.md5}")
-        os.replace(tmp, final)
-        tmp = None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        with open(dest, "wb") as out, urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=file.name, disable=not progress) as bar:
+                while chunk := resp.read(CHUNK):
+                    out.write(chunk)
+                    sha.update(chunk)
+                    md5.update(chunk)
+                    n += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as e:
+        if 500 <= e.code or e.code in (408, 429):
+            raise _Transient(f"HTTP {e.code} {e.reason}") from None
+        raise _Permanent(f"HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise _Transient(f"{type(e).__name__}: {reason}".replace("\n", " ")) from None
+    if total is not None and n != total:
+        raise _Transient(f"short read: {n} of {total} bytes")
+    if file.sha256 is not None and sha.hexdigest() != file.sha256:
+        raise _Permanent(f"sha256 mismatch ({n} bytes): got {sha.hexdigest()}, expected {file.sha256}")
+    if file.sha256 is None and md5.hexdigest() != file.md5:
+        raise _Permanent(f"md5 mismatch ({n} bytes): got {md5.hexdigest()}, expected {file.md5}")

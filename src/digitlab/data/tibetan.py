@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import warnings
 import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from digitlab.atomic import atomic_path
 from digitlab.data import preprocess
 from digitlab.data.paths import resolve_cache_dir
 from digitlab.errors import DatasetError
@@ -120,16 +120,8 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-        tmp = None
     except OSError as e:  # the cache only saves time: say so and carry on
         warnings.warn(f"{path}: cannot write the decode cache ({e.strerror or e})", stacklevel=3)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

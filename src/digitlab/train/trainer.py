@@ -39,14 +39,15 @@ class RunData:
     indices: dict[str, np.ndarray]  # split name -> indices into its source split, saved with the run
 
 
-def prepare_data(cfg: TrainConfig, progress: bool = False) -> RunData:
+def prepare_data(cfg: TrainConfig, progress: bool = False, download: bool = False) -> RunData:
     """Load the dataset and cut the deterministic train/val(/test) split that the config asks for."""
     spec = get_spec(cfg.dataset)
-    pool = load_dataset(cfg.dataset, cfg.train_split, data_dir=cfg.data_dir, progress=progress)
+    pool = load_dataset(cfg.dataset, cfg.train_split, data_dir=cfg.data_dir, download=download, progress=progress)
     parts = ratio_split(pool.labels, cfg.split, seed=cfg.seed)
     if cfg.test_split:
         train_idx, val_idx = parts
-        test = load_dataset(cfg.dataset, cfg.test_split, data_dir=cfg.data_dir, progress=progress)
+        test = load_dataset(cfg.dataset, cfg.test_split, data_dir=cfg.data_dir, download=download,
+                            progress=progress)
         test_idx = torch.arange(len(test))
     else:
         train_idx, val_idx, test_idx = parts
@@ -91,11 +92,13 @@ class Diverged(Exception):
 
 
 def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, resume: bool = False,
-        progress: bool = True, log: Callable[[str], None] = print, name: str | None = None) -> dict[str, Any]:
+        download: bool = False, progress: bool = True, log: Callable[[str], None] = print,
+        name: str | None = None) -> dict[str, Any]:
     """Train, validate each epoch, test the best model; everything lands in `out_dir`.
 
     With resume=True the run in `out_dir` continues from its last completed epoch (its saved config is
-    used); with the same seed the result equals an uninterrupted run's. Returns summary.json's content."""
+    used); with the same seed the result equals an uninterrupted run's. download=True fetches missing
+    dataset files first. Returns summary.json's content."""
     if resume:
         if out_dir is None:
             raise ConfigError("resume needs the run folder (--out DIR)")
@@ -111,7 +114,6 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
         out = Path(out_dir) if out_dir else default_run_dir(name or f"{cfg.model}-{cfg.dataset}")
         if (out / "config.json").exists():
             raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     log(f"run folder: {out}\nconfig:\n{cfg.describe()}")
@@ -124,7 +126,8 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
     model = create_model(cfg.model, **model_args)  # before loading data: a bad name fails at once
     if cfg.init != "default":
         init_weights(model, cfg.init)
-    data = prepare_data(cfg, progress=progress)
+    data = prepare_data(cfg, progress=progress, download=download)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a bad config or missing data leaves no empty run
     opt = make_optimizer(cfg, model.parameters())
     bs = cfg.batch_size
     # a trailing batch of one sample would break BatchNorm; drop it
