@@ -34,6 +34,7 @@ def test_config_rejects_unknown_key_with_suggestion():
     ("lr", -1, "lr must be > 0"),
     ("split", "70:20:10", "split must be 2"),
     ("model_args", "{not json", "expects a JSON object"),
+    ("augment", "rotate=10", "bad augment item 'rotate=10'"),
 ])
 def test_config_rejects_bad_values(key, value, message):
     with pytest.raises(ConfigError, match=message):

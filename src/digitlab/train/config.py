@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from digitlab.data.augment import parse_augment
 from digitlab.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -66,6 +67,7 @@ class TrainConfig:
             raise ConfigError(f"split must be {want} non-negative ratios {shape}, got {self.split}")
         if not self.test_split and self.split[2] <= 0:
             raise ConfigError("split needs a test ratio > 0 when test_split is empty")
+        parse_augment(self.augment)  # a bad augment string fails here, not after the data has loaded
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

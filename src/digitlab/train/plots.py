@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> Path:
@@ -19,6 +20,7 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> P
             if any(v is not None for v in values):
                 ax.plot(epochs, [float("nan") if v is None else v for v in values], style, ms=3, label=part)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
