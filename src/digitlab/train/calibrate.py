@@ -1,0 +1,35 @@
+"""Temperature scaling (Guo et al. 2017): one scalar T so that softmax(logits / T) is calibrated."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:
+    """The T > 0 minimising the NLL of softmax(logits / T) on held-out (validation) data."""
+    log_t = torch.zeros(1, requires_grad=True)  # optimise log T so T stays positive
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+    logits, labels = logits.detach().float(), labels.detach()
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.exp())
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
+    confidence, pred = probs.max(1)
+    correct = (pred == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    ece = torch.zeros(())
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            ece += inside.float().mean() * (confidence[inside].mean() - correct[inside].mean()).abs()
+    return float(ece)
