@@ -101,6 +101,9 @@ def test_checkpoint_is_self_describing(small_run):
     assert meta["normalization"] == {"mean": 0.1307, "std": 0.3081}
     assert meta["config"]["lr"] == 2e-3 and meta["code_version"]
     assert meta["metrics"]["test_accuracy"] == summary["test_accuracy"]
+    # temperature fitted on the val split; it must not make the test calibration worse by much
+    assert meta["temperature"] == summary["temperature"] > 0
+    assert summary["test_ece_calibrated"] <= summary["test_ece"] + 0.01
     assert not ckpt.model.training
 
 
@@ -190,3 +193,19 @@ def test_resume_after_kill_9_equals_uninterrupted_run(shared_data_dir, tmp_path)
 def test_resume_refuses_a_missing_run(tmp_path):
     with pytest.raises(ConfigError, match="no run to resume"):
         fit(None, tmp_path, resume=True, progress=False)
+
+
+def test_temperature_scaling_fixes_overconfident_logits():
+    from digitlab.train.calibrate import expected_calibration_error, fit_temperature
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (4000,), generator=gen)
+    true_logits = torch.randn(4000, 10, generator=gen)
+    true_logits[torch.arange(4000), labels] += 2.0
+    # sample labels from the calibrated distribution, then make the logits 3x overconfident
+    sampled = torch.multinomial(true_logits.softmax(1), 1, generator=gen).squeeze(1)
+    t = fit_temperature(3 * true_logits, sampled)
+    assert 2.6 < t < 3.4
+    before = expected_calibration_error((3 * true_logits).softmax(1), sampled)
+    after = expected_calibration_error((3 * true_logits / t).softmax(1), sampled)
+    assert after < before / 3

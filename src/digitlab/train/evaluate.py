@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitlab.data import DigitDataset, Normalization, to_model_input
+from digitlab.train.calibrate import expected_calibration_error
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,12 @@ class Evaluation:
     loss: float
     accuracy: float
     confusion: torch.Tensor  # (C, C) int64, rows = true class, columns = predicted class
+    logits: torch.Tensor  # (N, C)
+    labels: torch.Tensor  # (N,)
+
+    def calibration_error(self, temperature: float = 1.0) -> float:
+        """Expected calibration error of softmax(logits / temperature)."""
+        return expected_calibration_error((self.logits / temperature).softmax(1), self.labels)
 
     @property
     def per_class(self) -> list[float]:
@@ -50,4 +57,5 @@ def evaluate(model: nn.Module, data: DigitDataset, norm: Normalization, num_clas
     pred = logits.argmax(1)
     confusion = torch.bincount(labels * num_classes + pred, minlength=num_classes**2)
     confusion = confusion.reshape(num_classes, num_classes)
-    return Evaluation(loss=loss, accuracy=(pred == labels).float().mean().item(), confusion=confusion)
+    return Evaluation(loss=loss, accuracy=(pred == labels).float().mean().item(), confusion=confusion,
+                      logits=logits, labels=labels)

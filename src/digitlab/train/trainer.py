@@ -23,7 +23,8 @@ from digitlab.errors import ConfigError
 from digitlab.models import create_model, init_weights
 from digitlab.train.checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from digitlab.train.config import TrainConfig
-from digitlab.train.evaluate import Evaluation, evaluate
+from digitlab.train.calibrate import fit_temperature
+from digitlab.train.evaluate import Evaluation, evaluate, predict_logits
 from digitlab.train.plots import plot_confusion, plot_curves
 
 STATE = "state.pt"  # resumable training state, rewritten after every epoch
@@ -224,8 +225,12 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log) -> dict[s
     """Test the best checkpoint, draw the plots and write summary.json."""
     norm = get_spec(cfg.dataset).normalization
     test: Evaluation | None = None
+    temperature = 1.0
     if best["epoch"]:
         model = load_checkpoint(out).model
+        if data.val is not None:
+            temperature = fit_temperature(predict_logits(model, data.val.images, norm, cfg.eval_batch_size),
+                                          data.val.labels)
         test = evaluate(model, data.test, norm, len(data.classes), cfg.eval_batch_size)
     vals = [r["val_accuracy"] for r in history if r["val_accuracy"] is not None]
     summary = {
@@ -237,6 +242,9 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log) -> dict[s
         "per_class_accuracy": dict(zip(data.classes, test.per_class)) if test else None,
         "most_confused": [{"true": data.classes[t], "predicted": data.classes[p], "count": n}
                           for t, p, n in test.most_confused()] if test else [],
+        "temperature": temperature,
+        "test_ece": test.calibration_error(1.0) if test else None,
+        "test_ece_calibrated": test.calibration_error(temperature) if test else None,
         "train_seconds": sum(r["seconds"] for r in history),
         "diverged": diverged is not None,
         "diverged_reason": diverged,
@@ -249,8 +257,8 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log) -> dict[s
         plot_confusion(test.confusion, data.classes, out / "confusion.png",
                        title=f"{cfg.model} on {cfg.dataset} test: accuracy {test.accuracy:.4f}")
         np.savetxt(out / "confusion.csv", test.confusion.numpy(), fmt="%d", delimiter=",")
-        save_checkpoint(out, model, {**meta, "epoch": best["epoch"], "metrics": {
-            k: summary[k] for k in ("best_val_accuracy", "test_accuracy", "test_loss")}})
+        save_checkpoint(out, model, {**meta, "epoch": best["epoch"], "temperature": temperature, "metrics": {
+            k: summary[k] for k in ("best_val_accuracy", "test_accuracy", "test_loss", "test_ece_calibrated")}})
         pairs = ", ".join(f"{d['true']}->{d['predicted']} ({d['count']})" for d in summary["most_confused"])
         log(f"test accuracy {test.accuracy:.4f} (best epoch {best['epoch']}); most confused: {pairs}")
     write_text(out / "summary.json", json.dumps(summary, indent=2))
