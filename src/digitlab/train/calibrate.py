@@ -10,7 +10,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
     """The T > 0 minimising the NLL of softmax(logits / T) on held-out (validation) data."""
     log_t = torch.zeros(1, requires_grad=True)  # optimise log T so T stays positive
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
-    logits, labels = logits.detach().float(), labels.detach()
+    logits, labels = logits.detach().float().clone(), labels.detach().clone()  # may be inference tensors
 
     def closure():
         opt.zero_grad()
@@ -19,7 +19,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
