@@ -209,3 +209,19 @@ def test_temperature_scaling_fixes_overconfident_logits():
     before = expected_calibration_error((3 * true_logits).softmax(1), sampled)
     after = expected_calibration_error((3 * true_logits / t).softmax(1), sampled)
     assert after < before / 3
+
+
+def test_stop_at_target_ends_the_run_mid_epoch(shared_data_dir, tmp_path):
+    cfg = quick_config(shared_data_dir, epochs=5, stop_at=0.6, check_every=8, channels_last=True)
+    summary = fit(cfg, tmp_path, progress=False, log=lambda s: None)
+    reached = summary["stopped_at_target"]
+    assert summary["epochs"] == 1 and reached["test_accuracy"] >= 0.6
+    # the kept checkpoint is the model that reached the target, so the final test says the same
+    assert summary["test_accuracy"] == reached["test_accuracy"]
+    assert 0 < reached["train_seconds"] < summary["train_seconds"]
+
+
+def test_target_out_of_reach_runs_every_epoch(shared_data_dir, tmp_path):
+    summary = fit(quick_config(shared_data_dir, epochs=1, stop_at=0.9999), tmp_path, progress=False,
+                  log=lambda s: None)
+    assert summary["epochs"] == 1 and summary["stopped_at_target"] is None

@@ -44,10 +44,14 @@ class TrainConfig:
     augment: str = ""  # "" off, else e.g. "rotation=10,scale=0.9:1.1,translate=0.1,elastic=8"
     patience: int = 0  # early stopping: epochs without a better val accuracy (0: off)
     diverge_factor: float = 100.0  # loss above this many times its start value counts as diverged
+    stop_at: float = 0.0  # stop once the test accuracy reaches this (0: off); a time-to-accuracy protocol
+    check_every: int = 0  # with stop_at: also check the test set every this many steps (0: epoch ends only)
     # execution
     seed: int = 0
     eval_batch_size: int = 1024
     threads: int = 0  # torch intra-op threads (0: torch's default)
+    channels_last: bool = False  # NHWC memory layout for model and batches
+    compile: bool = False  # torch.compile the training forward (pays off on long runs only)
 
     def __post_init__(self) -> None:
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("init", INITS)):

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 
 def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy against epoch, train and val, side by side."""
+    from matplotlib.figure import Figure  # imported here: matplotlib costs a second of start-up
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [row["epoch"] for row in history]
     fig = Figure(figsize=(10, 4), layout="constrained")
     for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
@@ -32,6 +33,8 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> P
 
 def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Confusion matrix with counts in the cells; rows are true classes, columns predictions."""
+    from matplotlib.figure import Figure
+
     cm = confusion.numpy()
     n = len(classes)
     fig = Figure(figsize=(1.0 + 0.55 * n, 0.6 + 0.5 * n), layout="constrained")

@@ -9,16 +9,18 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from digitlab.atomic import atomic_path, write_text
-from digitlab.data import (DigitDataset, get_spec, load_dataset, normalize, parse_augment,
-                           ratio_split, to_unit)
+from digitlab.data import (Augment, DigitDataset, Normalization, get_spec, load_dataset, normalize,
+                           parse_augment, ratio_split, to_model_input, to_unit)
 from digitlab.errors import ConfigError
 from digitlab.models import create_model, init_weights
 from digitlab.train.checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
@@ -70,10 +72,11 @@ def default_run_dir(name: str) -> Path:
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The optimiser with its fused kernel: one update for all parameters instead of one per tensor."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True)
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
@@ -92,6 +95,68 @@ class Diverged(Exception):
     pass
 
 
+LOSS_CHECK_EVERY = 25  # steps between reading the loss on the host for divergence checks
+
+
+def batches(images: torch.Tensor, labels: torch.Tensor, norm: Normalization, batch_size: int, steps: int,
+            gen: torch.Generator, augment: Augment | None, memory_format: torch.memory_format,
+            prepared: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of shuffled index batches: (model input (B, 1, 28, 28), labels (B,)).
+
+    `prepared` is the whole set already through to_model_input, used when nothing is random per batch."""
+    perm = torch.randperm(len(images), generator=gen)
+    for step in range(steps):
+        idx = perm[step * batch_size:(step + 1) * batch_size]
+        if prepared is not None:
+            x = prepared[idx]
+        else:
+            x = to_unit(images[idx])
+            if augment is not None:
+                x = augment(x, generator=gen)
+            x = normalize(x, norm)
+        yield x.contiguous(memory_format=memory_format), labels[idx]
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: Iterator, cfg: TrainConfig,
+                epoch: int, ref_loss: list, bar, should_stop: Callable[[], bool] | None = None):
+    """One pass over `data`; returns (mean loss, accuracy, stopped early). Raises Diverged.
+
+    Loss and accuracy are summed on the tensor side and read once per LOSS_CHECK_EVERY steps, so the
+    hot loop does no per-step host work beyond the optimiser step."""
+    model.train()
+    loss_sum, correct, seen = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
+    step = 0
+    for step, (x, y) in enumerate(data, 1):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        bar.update()
+        if step == 1 or step % LOSS_CHECK_EVERY == 0:
+            value = loss.item()
+            if not ref_loss:
+                ref_loss.append(max(value, math.log(logits.shape[1])))
+            if not math.isfinite(value) or value > cfg.diverge_factor * ref_loss[0]:
+                raise Diverged(f"training diverged at epoch {epoch} (batch {step}): loss {value:.4g} "
+                               f"with lr {cfg.lr:g}; try a lower --lr")
+            bar.set_postfix(epoch=epoch, loss=f"{value:.3f}", refresh=False)
+        if should_stop is not None and cfg.check_every and step % cfg.check_every == 0 and should_stop():
+            break
+    else:
+        step = -1
+    mean_loss = loss_sum.item() / max(seen, 1)
+    if not math.isfinite(mean_loss):
+        raise Diverged(f"training diverged at epoch {epoch}: loss {mean_loss:.4g} with lr {cfg.lr:g}; "
+                       f"try a lower --lr")
+    return mean_loss, correct.item() / max(seen, 1), step != -1
+
+
 def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, resume: bool = False,
         download: bool = False, progress: bool = True, log: Callable[[str], None] = print,
         name: str | None = None) -> dict[str, Any]:
@@ -99,22 +164,9 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
 
     With resume=True the run in `out_dir` continues from its last completed epoch (its saved config is
     used); with the same seed the result equals an uninterrupted run's. download=True fetches missing
-    dataset files first. Returns summary.json's content."""
-    if resume:
-        if out_dir is None:
-            raise ConfigError("resume needs the run folder (--out DIR)")
-        out = Path(out_dir)
-        if not (out / "config.json").is_file():
-            raise ConfigError(f"{out}: no run to resume (config.json missing)")
-        saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
-        if cfg is not None and cfg != saved:
-            raise ConfigError(f"{out}: the given config differs from the run's saved config.json")
-        cfg = saved
-    else:
-        cfg = cfg or TrainConfig()
-        out = Path(out_dir) if out_dir else default_run_dir(name or f"{cfg.model}-{cfg.dataset}")
-        if (out / "config.json").exists():
-            raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    dataset files first. With cfg.stop_at > 0 the run stops as soon as the test accuracy, checked every
+    cfg.check_every steps (or each epoch), reaches it. Returns summary.json's content."""
+    cfg, out = _open_run(cfg, out_dir, resume, name)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     log(f"run folder: {out}\nconfig:\n{cfg.describe()}")
@@ -127,6 +179,8 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
     model = create_model(cfg.model, **model_args)  # before loading data: a bad name fails at once
     if cfg.init != "default":
         init_weights(model, cfg.init)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     data = prepare_data(cfg, progress=progress, download=download)
     out.mkdir(parents=True, exist_ok=True)  # only now: a bad config or missing data leaves no empty run
     opt = make_optimizer(cfg, model.parameters())
@@ -135,13 +189,14 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
     steps = max(1, len(data.train) // bs + (len(data.train) % bs > 1))
     sched = make_scheduler(cfg, opt, steps)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
+    forward = torch.compile(model) if cfg.compile else model  # shares parameters with `model`
 
     meta = {"model": cfg.model, "model_args": model_args, "dataset": cfg.dataset,
             "classes": list(data.classes), "normalization": {"mean": norm.mean, "std": norm.std},
             "input_size": [1, 28, 28], "config": cfg.to_dict()}
     history: list[dict] = []
     best = {"val_accuracy": -1.0, "epoch": 0}
-    start_epoch, stale, ref_loss = 0, 0, None
+    start_epoch, stale, ref_loss = 0, 0, []
     if resume and (out / STATE).is_file():
         state = load_state(out / STATE)
         model.load_state_dict(state["model"])
@@ -157,50 +212,40 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
         np.savez_compressed(out / "splits.npz", **data.indices)
     _write_metrics(out / "metrics.csv", history)
 
+    reached: dict[str, Any] = {}
+
+    def target_reached() -> bool:
+        accuracy = evaluate(model, data.test, norm, num_classes, cfg.eval_batch_size).accuracy
+        if accuracy >= cfg.stop_at:
+            reached.update(test_accuracy=accuracy, unix_time=time.time(),
+                           train_seconds=sum(r["seconds"] for r in history) + time.perf_counter() - t0)
+        return bool(reached)
+
     diverged = None
     bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, disable=not progress, unit="batch",
                desc=cfg.model, dynamic_ncols=True, leave=False)
-    images, labels = data.train.images, data.train.labels
+    # with no per-batch randomness the normalised set is computed once, not per batch
+    prepared = to_model_input(data.train.images, norm) if augment is None else None
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             if best["epoch"] and cfg.patience and stale >= cfg.patience:
                 log(f"early stopping: no better val accuracy for {cfg.patience} epochs")
                 break
             t0 = time.perf_counter()
-            model.train()
-            perm = torch.randperm(len(images), generator=gen)
-            loss_sum, correct, seen = 0.0, 0, 0
-            for step in range(steps):
-                idx = perm[step * bs:(step + 1) * bs]
-                x = to_unit(images[idx])
-                if augment is not None:
-                    x = augment(x, generator=gen)
-                x, y = normalize(x, norm), labels[idx]
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                value = loss.item()
-                ref_loss = ref_loss or max(value, math.log(num_classes))
-                if not math.isfinite(value) or value > cfg.diverge_factor * ref_loss:
-                    raise Diverged(f"training diverged at epoch {epoch} (batch {step + 1}): loss {value:.4g} "
-                                   f"with lr {cfg.lr:g}; try a lower --lr")
-                loss_sum += value * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(idx)
-                bar.update()
-                if step % 20 == 0:
-                    bar.set_postfix(epoch=epoch, loss=f"{value:.3f}", refresh=False)
+            epoch_data = batches(data.train.images, data.train.labels, norm, bs, steps, gen, augment,
+                                 memory_format, prepared)
+            train_loss, train_acc, stopped = train_epoch(
+                forward, opt, sched, epoch_data, cfg, epoch, ref_loss, bar, target_reached if cfg.stop_at else None)
+            if cfg.stop_at and not stopped and not reached:
+                target_reached()  # the end of an epoch is always a check point
             val = evaluate(model, data.val, norm, num_classes, cfg.eval_batch_size) if data.val else None
-            row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+            row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                    "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None,
                    "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
             history.append(row)
             _write_metrics(out / "metrics.csv", history)
             score = val.accuracy if val else -row["train_loss"]
-            if score > best["val_accuracy"]:
+            if score > best["val_accuracy"] or reached:  # the model that reached the target is the one kept
                 best, stale = {"val_accuracy": score, "epoch": epoch}, 0
                 save_checkpoint(out, model, {**meta, "epoch": epoch})
             else:
@@ -213,15 +258,38 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
             msg = (f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
                    f"acc {row['train_accuracy']:.4f}  {val_text}  {row['seconds']:.1f}s")
             bar.write(msg) if progress else log(msg)
+            if reached:
+                log(f"stop: test accuracy {reached['test_accuracy']:.4f} >= {cfg.stop_at} after "
+                    f"{reached['train_seconds']:.1f}s of training")
+                break
     except Diverged as e:
         diverged = str(e)
         log(f"error: {diverged}")
     finally:
         bar.close()
-    return _finish(cfg, out, model, data, meta, history, best, diverged, log)
+    return _finish(cfg, out, model, data, meta, history, best, diverged, log, reached)
 
 
-def _finish(cfg, out, model, data, meta, history, best, diverged, log) -> dict[str, Any]:
+def _open_run(cfg: TrainConfig | None, out_dir, resume: bool, name: str | None) -> tuple[TrainConfig, Path]:
+    """The config and folder of a new run, or of the run to resume (whose saved config wins)."""
+    if not resume:
+        cfg = cfg or TrainConfig()
+        out = Path(out_dir) if out_dir else default_run_dir(name or f"{cfg.model}-{cfg.dataset}")
+        if (out / "config.json").exists():
+            raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+        return cfg, out
+    if out_dir is None:
+        raise ConfigError("resume needs the run folder (--out DIR)")
+    out = Path(out_dir)
+    if not (out / "config.json").is_file():
+        raise ConfigError(f"{out}: no run to resume (config.json missing)")
+    saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    if cfg is not None and cfg != saved:
+        raise ConfigError(f"{out}: the given config differs from the run's saved config.json")
+    return saved, out
+
+
+def _finish(cfg, out, model, data, meta, history, best, diverged, log, reached) -> dict[str, Any]:
     """Test the best checkpoint, draw the plots and write summary.json."""
     norm = get_spec(cfg.dataset).normalization
     test: Evaluation | None = None
@@ -248,6 +316,7 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log) -> dict[s
         "train_seconds": sum(r["seconds"] for r in history),
         "diverged": diverged is not None,
         "diverged_reason": diverged,
+        "stopped_at_target": reached or None,
         "sizes": {"train": len(data.train), "val": len(data.val) if data.val else 0, "test": len(data.test)},
         "config": cfg.to_dict(),
     }
