@@ -9,7 +9,7 @@ parameters and multiply-accumulates.
 """
 
 # Importing the model modules registers their constructors.
-from digitlab.models import baselines, lenet, mobilenetv3, rescnn  # noqa: F401
+from digitlab.models import baselines, fastcnn, lenet, mobilenetv3, rescnn  # noqa: F401
 from digitlab.models.layers import INIT_SCHEMES, count_macs, init_weights
 from digitlab.models.registry import ModelInfo, create_model, list_models, model_info, register_model
 

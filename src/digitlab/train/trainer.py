@@ -118,7 +118,7 @@ def batches(images: torch.Tensor, labels: torch.Tensor, norm: Normalization, bat
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: Iterator, cfg: TrainConfig,
-                epoch: int, ref_loss: list, bar, should_stop: Callable[[], bool] | None = None):
+                epoch: int, ref_loss: list, bar, should_stop: Callable[[int], bool] | None = None):
     """One pass over `data`; returns (mean loss, accuracy, stopped early). Raises Diverged.
 
     Loss and accuracy are summed on the tensor side and read once per LOSS_CHECK_EVERY steps, so the
@@ -146,7 +146,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: Itera
                 raise Diverged(f"training diverged at epoch {epoch} (batch {step}): loss {value:.4g} "
                                f"with lr {cfg.lr:g}; try a lower --lr")
             bar.set_postfix(epoch=epoch, loss=f"{value:.3f}", refresh=False)
-        if should_stop is not None and cfg.check_every and step % cfg.check_every == 0 and should_stop():
+        if should_stop is not None and cfg.check_every and step % cfg.check_every == 0 and should_stop(step):
             break
     else:
         step = -1
@@ -214,10 +214,10 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
 
     reached: dict[str, Any] = {}
 
-    def target_reached() -> bool:
+    def target_reached(step: int = steps) -> bool:
         accuracy = evaluate(model, data.test, norm, num_classes, cfg.eval_batch_size).accuracy
         if accuracy >= cfg.stop_at:
-            reached.update(test_accuracy=accuracy, unix_time=time.time(),
+            reached.update(test_accuracy=accuracy, unix_time=time.time(), epochs=epoch - 1 + step / steps,
                            train_seconds=sum(r["seconds"] for r in history) + time.perf_counter() - t0)
         return bool(reached)
 
