@@ -215,7 +215,8 @@ def render(results: dict) -> str:
     lines = [f"# Time to accuracy on MNIST ({env['cpus']} CPUs, torch {env['torch']})", "",
              "Wall seconds from process start until the target test accuracy is reported; mean ± std over "
              "the seeds that reached it.", "",
-             "| target | runner | reached | seconds | epochs | peak MB | speed-up |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| target | runner | reached | seconds | epochs | peak MB | speed-up |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for target, entry in results["targets"].items():
         for name in ("baseline", "digitlab"):
             s = entry.get(name)
@@ -223,8 +224,9 @@ def render(results: dict) -> str:
                 continue
             label = "pytorch/examples mnist" if name == "baseline" else f"digitlab --preset {env['preset']}"
             speedup = f"{entry['speedup']:.1f}x" if name == "digitlab" and "speedup" in entry else ""
-            lines.append(f"| {float(target):.1%} | {label} | {s['reached']}/{s['runs']} | {cell(s, 'seconds', '.1f')} | "
-                         f"{cell(s, 'epochs', '.2f')} | {cell(s, 'peak_mb', '.0f')} | {speedup} |")
+            lines.append(f"| {float(target):.1%} | {label} | {s['reached']}/{s['runs']} | "
+                         f"{cell(s, 'seconds', '.1f')} | {cell(s, 'epochs', '.2f')} | {cell(s, 'peak_mb', '.0f')} | "
+                         f"{speedup} |")
     return "\n".join(lines) + "\n"
 
 

@@ -55,7 +55,8 @@ class InvertedResidual(nn.Module):
 
 
 @register_model("mobilenetv3-small",
-                description="MobileNetV3-Small: inverted residuals, squeeze-excite, hard-swish; stem stride 1 for 28x28",
+                description="MobileNetV3-Small: inverted residuals, squeeze-excite, hard-swish; "
+                            "stem stride 1 for 28x28",
                 reference="Howard et al. 2019, Searching for MobileNetV3")
 class MobileNetV3Small(Classifier):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width_mult: float = 1.0, dropout: float = 0.2):

@@ -6,10 +6,10 @@ import csv
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,9 +23,9 @@ from digitlab.data import (Augment, DigitDataset, Normalization, get_spec, load_
                            parse_augment, ratio_split, to_model_input, to_unit)
 from digitlab.errors import ConfigError
 from digitlab.models import create_model, init_weights
+from digitlab.train.calibrate import fit_temperature
 from digitlab.train.checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from digitlab.train.config import TrainConfig
-from digitlab.train.calibrate import fit_temperature
 from digitlab.train.evaluate import Evaluation, evaluate, predict_logits
 from digitlab.train.plots import plot_confusion, plot_curves
 
