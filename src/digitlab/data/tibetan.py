@@ -8,10 +8,10 @@ small file, and adding, removing or touching an image decodes the folder again.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import re
 import warnings
-import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 

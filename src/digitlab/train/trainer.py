@@ -19,8 +19,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from digitlab.atomic import atomic_path, write_text
-from digitlab.data import (Augment, DigitDataset, Normalization, get_spec, load_dataset, normalize,
-                           parse_augment, ratio_split, to_model_input, to_unit)
+from digitlab.data import (
+    Augment,
+    DigitDataset,
+    Normalization,
+    get_spec,
+    load_dataset,
+    normalize,
+    parse_augment,
+    ratio_split,
+    to_model_input,
+    to_unit,
+)
 from digitlab.errors import ConfigError
 from digitlab.models import create_model, init_weights
 from digitlab.train.calibrate import fit_temperature
