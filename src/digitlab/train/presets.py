@@ -77,9 +77,11 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="mnist-fast",
             description="fastest to 99.0% MNIST test accuracy on a CPU: fastcnn, all 60k for training, "
-                        "one-cycle Adam, batch 256",
+                        "one-cycle Adam, batch 128, label smoothing",
+            # 2 epochs, seeds 1-5: 99.07-99.19% test (batch 256 without smoothing: 98.91-99.11%)
             overrides=dict(model="fastcnn", dataset="mnist", split=(1, 0), optimizer="adam", lr=0.01,
-                           schedule="onecycle", batch_size=256, epochs=2, channels_last=True),
+                           schedule="onecycle", batch_size=128, label_smoothing=0.1, epochs=2,
+                           channels_last=True),
             published="pytorch/examples mnist: 99.0% after 4 epochs, about 226 s on a 2-core CPU",
             target_metric="test_accuracy",
             target=0.99,
