@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from digitlab.configs import config_from_dict
 from digitlab.data.augment import parse_augment
 from digitlab.errors import ConfigError
 
@@ -76,17 +74,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from plain values (JSON, CLI strings); unknown keys and wrong types fail clearly."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in values.items():
-            name = key.replace("-", "_")
-            if name not in fields:
-                close = difflib.get_close_matches(name, fields, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown config key {key!r}{hint}")
-            kwargs[name] = _coerce(name, value, hints[name])
-        return cls(**kwargs)
+        return config_from_dict(cls, values, "config")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
@@ -101,74 +89,3 @@ class TrainConfig:
 
     def describe(self) -> str:
         return "\n".join(f"  {k:<16} {v}" for k, v in self.to_dict().items())
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Convert a JSON or command-line value to the field's type, or fail naming the field."""
-    def fail() -> ConfigError:
-        return ConfigError(f"config key {name!r} expects {_type_name(hint)}, got {value!r}")
-
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
-            return None
-        return _coerce(name, value, args[0])
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise fail()
-    if hint is int:
-        if isinstance(value, bool):
-            raise fail()
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise fail() from None
-        raise fail()
-    if hint is float:
-        if isinstance(value, bool):
-            raise fail()
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise fail() from None
-    if hint is str:
-        if not isinstance(value, str):
-            raise fail()
-        return value
-    if typing.get_origin(hint) is tuple:
-        if isinstance(value, str):
-            value = value.replace(":", ",").split(",")
-        if not isinstance(value, (list, tuple)):
-            raise fail()
-        try:
-            return tuple(float(v) for v in value)
-        except (TypeError, ValueError):
-            raise fail() from None
-    if hint is dict:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise fail() from None
-        if not isinstance(value, dict):
-            raise fail()
-        return dict(value)
-    return value
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) is tuple:
-        return "ratios like 4:1"
-    if hint is dict:
-        return 'a JSON object like {"dropout": 0.3}'
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(hint))
-    return getattr(hint, "__name__", str(hint))
