@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
+    from digitlab.read.cli import add_commands  # read, eval-read
+
+    add_commands(sub)
+
     p = sub.add_parser("runs", help="list runs in a table")
     p.add_argument("root", nargs="?", default="runs", help="folder holding run folders (default runs/)")
     p.set_defaults(func=cmd_runs)

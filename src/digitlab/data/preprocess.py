@@ -102,24 +102,25 @@ def load_image(src: str | PathLike | Image.Image | np.ndarray) -> np.ndarray:
 
 def _read_gray(src, name: str) -> np.ndarray:
     if isinstance(src, np.ndarray):
-        return _array_gray(src, name)
+        return array_gray(src, name)
     if isinstance(src, Image.Image):
-        return _pil_gray(ImageOps.exif_transpose(src))
+        return pil_gray(ImageOps.exif_transpose(src))
     path = Path(src)
     if not path.is_file():
         raise DatasetError(f"{path}: no such image file")
     try:
         with Image.open(path) as img:
             img.load()
-            return _pil_gray(ImageOps.exif_transpose(img))
+            return pil_gray(ImageOps.exif_transpose(img))
     except Exception as e:  # noqa: BLE001 - PIL decoders raise many types; all mean "unreadable"
         what = "not an image file" if isinstance(e, Image.UnidentifiedImageError) else f"unreadable image ({e})"
         raise DatasetError(f"{path}: {what}".replace("\n", " ")) from None
 
 
-def _array_gray(a: np.ndarray, name: str) -> np.ndarray:
+def array_gray(a: np.ndarray, name: str) -> np.ndarray:
+    """(H, W) gray or (H, W, 3|4) colour array of any numeric type -> (H, W) uint8."""
     if a.ndim == 3 and a.shape[2] in (3, 4):
-        return _pil_gray(Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)))
+        return pil_gray(Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)))
     if a.ndim != 2:
         raise DatasetError(f"{name}: expected an (H, W) or (H, W, 3|4) array, got shape {a.shape}")
     if a.dtype == np.uint8:
@@ -130,7 +131,8 @@ def _array_gray(a: np.ndarray, name: str) -> np.ndarray:
     return np.clip(a, 0, 255).round().astype(np.uint8)
 
 
-def _pil_gray(img: Image.Image) -> np.ndarray:
+def pil_gray(img: Image.Image) -> np.ndarray:
+    """A PIL image of any mode (16-bit and float included) -> (H, W) uint8 gray."""
     if img.mode in ("I", "F") or img.mode.startswith("I;16"):  # 16-bit / float: stretch to 8 bits
         a = np.asarray(img, dtype=np.float64)
         lo, hi = a.min(), a.max()

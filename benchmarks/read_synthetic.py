@@ -1,0 +1,151 @@
+"""Reading synthetic digit strings built from MNIST *test* digits: exact-match accuracy on the easy and
+hard variants, with the failures sorted by pipeline stage.
+
+The strings are drawn by digitlab.read.synth at fixed seeds (easy: seed 1, hard: seed 2; 500 images
+each by default); see synth.EASY and synth.HARD for every nuisance and its strength. Prints a table and
+saves JSON + Markdown under benchmarks/results/.
+
+    python benchmarks/read_synthetic.py --checkpoint runs/lenet5-improved --data-dir ../shared/datasets
+    python benchmarks/read_synthetic.py --checkpoint ... --write /tmp/synth   # also write the images
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from digitlab.data import load_dataset
+from digitlab.read import ReadConfig, synth
+from digitlab.read.evaluate import FAILURES, evaluate_items
+from digitlab.train import Checkpoint, load_checkpoint, predict_logits
+from digitlab.train.calibrate import fit_temperature
+
+RESULTS = Path(__file__).parent / "results"
+SEEDS = {"easy": 1, "hard": 2}
+# --ablations: the hard variant with one group of nuisances taken out at a time (same seed), to show
+# which stage loses the strings
+ABLATIONS = {
+    "hard without touching/overlapping pairs": dict(touch=0.0, overlap=0.0),
+    "hard with one line": dict(lines=(1, 1)),
+    "hard without ruling lines and boxes": dict(ruling=0.0, boxes=0.0),
+    "hard with one line, no touching pairs": dict(lines=(1, 1), touch=0.0, overlap=0.0),
+}
+
+
+def calibrated_checkpoint(path: str, data_dir: str | None, log=print) -> Checkpoint:
+    """Load a checkpoint; if it lacks meta["temperature"] or meta["logit_reference"], fit them on
+    held-out MNIST *train* digits (the run's own validation split when splits.npz is there) and say so."""
+    ckpt = load_checkpoint(path)
+    missing = [k for k in ("temperature", "logit_reference") if k not in ckpt.meta]
+    if not missing:
+        return ckpt
+    train = load_dataset(ckpt.meta.get("dataset", "mnist"), "train", data_dir=data_dir)
+    splits = Path(path) / "splits.npz" if Path(path).is_dir() else Path(path).parent / "splits.npz"
+    if splits.is_file():
+        idx, where = torch.from_numpy(np.load(splits)["val"]), "the run's validation split (splits.npz)"
+    else:
+        idx, where = torch.arange(len(train) - 5000, len(train)), "the last 5000 train images (may have been seen)"
+    logits = predict_logits(ckpt.model, train.images[idx], ckpt.normalization)
+    if "temperature" in missing:
+        ckpt.meta["temperature"] = fit_temperature(logits, train.labels[idx])
+    if "logit_reference" in missing:
+        ckpt.meta["logit_reference"] = float(logits.max(1).values.median())
+    log(f"note: the checkpoint has no {' or '.join(missing)}; fitted on {len(idx)} held-out train digits "
+        f"from {where}: temperature {ckpt.meta['temperature']:.3f}, logit reference "
+        f"{ckpt.meta['logit_reference']:.2f}")
+    return ckpt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=os.environ.get("DIGITLAB_MODEL"), help="run folder or .safetensors")
+    parser.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"))
+    parser.add_argument("--n", type=int, default=500, help="images per variant")
+    parser.add_argument("--variants", default="easy,hard")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    parser.add_argument("--write", metavar="DIR", help="also write the images and labels.csv (for eval-read)")
+    parser.add_argument("--ablations", action="store_true", help="also the hard variant minus one nuisance group")
+    parser.add_argument("--dry-run", action="store_true", help="20 images per variant, nothing saved")
+    args = parser.parse_args()
+    if not args.checkpoint:
+        parser.error("--checkpoint is required (or set $DIGITLAB_MODEL)")
+    if args.dry_run:
+        args.n = 20
+    torch.set_num_threads(args.threads)
+    ckpt = calibrated_checkpoint(args.checkpoint, args.data_dir)
+    images, labels = synth.load_test_digits(args.data_dir)
+    raw_predictions = predict_logits(ckpt.model, torch.from_numpy(images), ckpt.normalization).argmax(1).numpy()
+    cfg = ReadConfig()
+
+    started = time.perf_counter()
+    results = {}
+    runs = [(name, synth.VARIANTS[name], SEEDS[name]) for name in args.variants.split(",")]
+    if args.ablations:
+        runs += [(name, dataclasses.replace(synth.HARD, **change), SEEDS["hard"]) for name, change in ABLATIONS.items()]
+    for name, spec, seed in runs:
+        samples = synth.generate(images, labels, spec, args.n, seed)
+        if args.write and name in synth.VARIANTS:
+            synth.write_benchmark(Path(args.write) / name, images, labels, spec, args.n, seed)
+        report, items = evaluate_items(((str(i), s.image, s.text) for i, s in enumerate(samples)), ckpt, cfg)
+        digits = [len(s.text.replace(" ", "")) for s in samples]
+        # The ceiling: images whose every digit the model reads right on its own 28x28 MNIST image
+        used = np.array(sorted({i for s in samples for line in s.indices for i in line}))
+        right = dict(zip(used.tolist(), (raw_predictions[used] == labels[used]).tolist()))
+        ceiling = float(np.mean([all(right[i] for line in s.indices for i in line) for s in samples]))
+        model_failed = sum(1 for s, r in zip(samples, items)
+                           if r.failure and not all(right[i] for line in s.indices for i in line))
+        report.update(variant=name, seed=seed, n=args.n, mean_digits=float(np.mean(digits)),
+                      ceiling=ceiling, failures_with_a_model_error=model_failed,
+                      mean_lines=float(np.mean([len(s.lines) for s in samples])),
+                      megapixels=float(np.mean([s.image.size for s in samples]) / 1e6))
+        results[name] = report
+        f = report["failures"]
+        print(f"{name:<5} seed {seed} n {args.n}: exact match {100 * report['exact_match']:.1f}% (ceiling "
+              f"{100 * ceiling:.1f}%), digit accuracy "
+              f"{100 * report['digit_accuracy']:.2f}%, rejection {100 * report['rejection_rate']:.2f}%, "
+              f"median {1000 * report['median_seconds']:.0f} ms; failures "
+              + ", ".join(f"{k} {v}" for k, v in f.items() if v), flush=True)
+
+    env = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
+    out = {"benchmark": "read_synthetic", "checkpoint": str(args.checkpoint), "model": ckpt.meta["model"],
+           "temperature": ckpt.meta["temperature"], "logit_reference": ckpt.meta["logit_reference"],
+           "config": cfg.to_dict(), "env": env, "results": results, "seconds": time.perf_counter() - started}
+    md = [f"# Reading synthetic digit strings ({ckpt.meta['model']}, {args.checkpoint})", "",
+          "Strings of 1-10 MNIST *test* digits drawn by `digitlab.read.synth` (see `EASY`, `HARD`), read by "
+          "`digitlab.read.read` with the default `ReadConfig`. Exact match: the whole image's string right "
+          "(all lines). Ceiling: images whose every digit the model reads right on its own clean 28x28 "
+          "MNIST image (what a perfect pipeline would reach). Digit accuracy: 1 - edit distance / digits.", "",
+          "| variant | seed | images | digits/image | lines/image | exact match | ceiling | digit accuracy | "
+          "rejected | median ms |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        md.append(f"| {name} | {r['seed']} | {r['n']} | {r['mean_digits']:.1f} | {r['mean_lines']:.1f} | "
+                  f"{100 * r['exact_match']:.1f}% | {100 * r['ceiling']:.1f}% | {100 * r['digit_accuracy']:.2f}% | "
+                  f"{100 * r['rejection_rate']:.2f}% | {1000 * r['median_seconds']:.0f} |")
+    md += ["", "Failures by stage (each failed image counted once, at the first stage that went wrong):", "",
+           "| variant | " + " | ".join(FAILURES) + " |", "|---|" + "---:|" * len(FAILURES)]
+    md += [f"| {name} | " + " | ".join(str(r["failures"][k]) for k in FAILURES) + " |" for name, r in results.items()]
+    md += ["", "Failed images that hold a digit the model misreads even on its clean 28x28 image: " + ", ".join(
+        f"{name} {r['failures_with_a_model_error']} of {sum(r['failures'].values())}" for name, r in results.items())]
+    md += ["", *(f"- {k}: {v}" for k, v in FAILURES.items()), "",
+           f"Temperature {ckpt.meta['temperature']:.3f}, logit reference {ckpt.meta['logit_reference']:.2f}; "
+           f"torch {env['torch']}, {env['threads']} thread(s), load average {env['load_average'][0]:.1f} "
+           f"on {env['cpus']} CPUs."]
+    if not args.dry_run:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "read_synthetic.json").write_text(json.dumps(out, indent=2))
+        (RESULTS / "read_synthetic.md").write_text("\n".join(md) + "\n")
+        print(f"saved {RESULTS / 'read_synthetic.json'} and .md")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

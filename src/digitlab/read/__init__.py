@@ -1,0 +1,26 @@
+"""Reading real images of digits and digit strings: preprocessing, segmentation, recognition with
+calibrated confidence, annotated output, a synthetic benchmark and an evaluation harness.
+
+    from digitlab.read import read
+    reading = read("meter.jpg", "runs/lenet5")
+    print(reading.text, reading.confidence)
+
+Names load lazily, so importing this package (e.g. for its CLI commands) does not import OpenCV or torch.
+"""
+
+from importlib import import_module
+
+_API = {
+    "read": "digitlab.read.recognize", "Reading": "digitlab.read.recognize",
+    "DigitReading": "digitlab.read.recognize", "Ignored": "digitlab.read.recognize",
+    "ReadConfig": "digitlab.read.config", "ReadError": "digitlab.read.errors",
+    "annotate": "digitlab.read.render", "panel": "digitlab.read.render",
+    "evaluate_folder": "digitlab.read.evaluate",
+}
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'digitlab.read' has no attribute {name!r}")

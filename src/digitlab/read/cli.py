@@ -1,0 +1,131 @@
+"""The `digitlab read` and `digitlab eval-read` commands, added to digitlab's parser by ``add_commands``.
+
+Thin adapters over digitlab.read: heavy modules (OpenCV, torch) load only when a command runs, and
+every bad input ends as a ReadError (a DigitlabError), which the main CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from digitlab.read.errors import ReadError
+
+MODEL_ENV = "DIGITLAB_MODEL"
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `read` and `eval-read` to digitlab's subparsers (each sets func=handler(args))."""
+    p = subparsers.add_parser("read", help="read the digit strings in images: photos, scans, forms, drawings",
+                              description="Print each image's digit string(s); '?' marks a rejected digit.")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, TIFF, WebP, ...)")
+    _add_model_option(p)
+    p.add_argument("--json", action="store_true", help="print lines, digits, boxes and confidences as JSON")
+    p.add_argument("--annotate", metavar="OUT.png",
+                   help="save the image with boxes and predictions (several images: OUT-<name>.png)")
+    p.add_argument("--panel", metavar="OUT.png",
+                   help="save original | processed | normalised crops side by side (several: OUT-<name>.png)")
+    _add_read_options(p)
+    p.set_defaults(func=cmd_read)
+
+    p = subparsers.add_parser("eval-read", help="score `read` on a folder of labelled images",
+                              description="Exact-match string accuracy, digit accuracy (edit distance), "
+                                          "segmentation errors, rejection rate, and a gallery of the failures.")
+    p.add_argument("folder", help="folder of images")
+    p.add_argument("--labels", help="CSV of filename,string (lines separated by a space; "
+                                    "default FOLDER/labels.csv)")
+    _add_model_option(p)
+    p.add_argument("--out", help="folder for report.json, results.csv and failures/ (default: none written)")
+    p.add_argument("--limit", type=int, default=0, help="read only the first N labelled images")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_read_options(p)
+    p.set_defaults(func=cmd_eval_read)
+
+
+def cmd_read(args: argparse.Namespace) -> None:
+    from digitlab.read.recognize import as_checkpoint, read
+
+    ckpt = as_checkpoint(_model_path(args))
+    cfg = _read_config(args)
+    out = []
+    for image in args.images:
+        reading = read(image, ckpt, cfg)
+        if args.annotate or args.panel:
+            from digitlab.read.render import annotate, panel, save_png
+
+            if args.annotate:
+                save_png(annotate(reading, image), _output_path(args.annotate, image, len(args.images)))
+            if args.panel:
+                save_png(panel(reading, image), _output_path(args.panel, image, len(args.images)))
+        if args.json:
+            out.append(reading.to_dict())
+        else:
+            shown = reading.text if reading.digits else "(no digits found)"
+            print(f"{image}: {shown}  (confidence {reading.confidence:.3f})")
+    if args.json:
+        print(json.dumps(out if len(out) > 1 else out[0], indent=2))
+
+
+def cmd_eval_read(args: argparse.Namespace) -> None:
+    from digitlab.read.evaluate import evaluate_folder, format_report
+
+    labels = args.labels or str(Path(args.folder) / "labels.csv")
+    report = evaluate_folder(args.folder, labels, _model_path(args), _read_config(args), out_dir=args.out,
+                             limit=args.limit)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(format_report(report))
+    if args.out:
+        print(f"report, results and failure gallery: {args.out}")
+
+
+def _add_model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="M", help=f"checkpoint: run folder or .safetensors (default ${MODEL_ENV})")
+
+
+def _model_path(args: argparse.Namespace) -> str:
+    model = args.model or os.environ.get(MODEL_ENV)
+    if not model:
+        raise ReadError(f"no model given: pass --model CHECKPOINT (a run folder or .safetensors) or set "
+                        f"${MODEL_ENV}; digitlab does not bundle a pretrained model yet")
+    return model
+
+
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch threads (default 1: the model sees a few dozen 28x28 crops per image, and more "
+                        "threads only add overhead, a lot of it on a busy machine; 0: torch's default)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a reading threshold of digitlab.read.ReadConfig (repeatable), "
+                        "e.g. --set reject_below=0.7 --set binarization=sauvola")
+
+
+def _read_config(args: argparse.Namespace):
+    """The ReadConfig from --set; also applies --threads (a process setting, as `digitlab train` does)."""
+    import torch
+
+    from digitlab.read.config import ReadConfig
+
+    if args.threads < 0:
+        raise ReadError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    values = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ReadError(f"--set expects KEY=VALUE, got {item!r}")
+        values[key.strip()] = value.strip()
+    return ReadConfig.from_dict(values)
+
+
+def _output_path(template: str, image: str, count: int) -> Path:
+    """OUT.png for one image; OUT-<image name>.png for each of several."""
+    path = Path(template)
+    if count == 1:
+        return path
+    return path.with_name(f"{path.stem}-{Path(image).stem}{path.suffix or '.png'}")

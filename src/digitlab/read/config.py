@@ -1,0 +1,109 @@
+"""Every threshold of the reading pipeline, named, in one frozen dataclass.
+
+Lengths are relative to the text height ``h`` (the median height of the ink components, measured on
+each image) or to the stroke width, so that one config reads a 28-pixel crop and a 12-megapixel photo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from digitlab.configs import config_from_dict
+from digitlab.errors import ConfigError
+
+BINARIZATIONS = ("otsu", "sauvola")
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    # loading
+    max_pixels: int = 50_000_000  # larger images (decoded size, decompression bombs included) are refused
+    work_pixels: int = 3_000_000  # larger images are shrunk to about this many pixels before analysis ...
+    text_target: int = 32  # px: ... and halved while their text stays at least this tall (the model sees 20)
+    # cleaning and binarization
+    denoise_min_side: int = 96  # px: a 3x3 median removes grain only in images at least this big
+    background_kernel: float = 0.25  # fraction of the short side: opening that removes ink to leave the paper
+    binarization: str = "otsu"  # "otsu": global Otsu on the flat-fielded image; "sauvola": local threshold
+    sauvola_window: float = 1.5  # in text heights: Sauvola's window (must exceed the stroke width several times)
+    sauvola_k: float = 0.2  # Sauvola's k: higher thresholds more strictly in low-contrast areas
+    min_contrast: float = 0.12  # fraction of the paper's light the ink must absorb to count as ink
+    hysteresis: float = 0.5  # fainter ink down to this fraction of the threshold counts if it touches ink
+    # geometry
+    max_skew: float = 8.0  # degrees: text rotation searched by projection profiles
+    skew_step: float = 0.5  # degrees
+    max_slant: float = 1.0  # max |dx/dy| of the strokes that count as near-vertical (0: no correction)
+    slant_target: float = 0.3  # dx/dy: MNIST's own lean as stroke_slant measures it, which the model knows
+    slant_min: float = 0.35  # a smaller departure from slant_target is left alone (the model knows some lean)
+    min_gain: float = 0.03  # a skew is corrected only if the row profile's sharpness rises by this fraction
+    # ruling lines and form boxes
+    line_min_length: float = 2.0  # in text heights: longer straight horizontal ink runs are ruling lines
+    line_max_thickness: float = 0.25  # in text heights: thicker runs are not lines
+    line_gap: float = 0.2  # in text heights: gaps that a faint, broken-up line may have
+    long_line: float = 0.7  # fraction of the image width: runs this long are lines before h is known ...
+    long_line_strokes: float = 20.0  # ... if they are also at least this many stroke widths long
+    box_min_height: float = 0.8  # in text heights: vertical runs this tall that end on ruling lines are box sides
+    # components and lines
+    min_text_height: int = 8  # px: smaller text cannot be read
+    speck_size: float = 0.25  # in text heights: components smaller in both directions are specks
+    mark_size: float = 0.6  # in text heights: smaller components may be left out as marks (blots)
+    # Fragments can only be part of a digit (the bar of a 5) or a mark (comma, dash): components shorter
+    # than fragment_height that are one stroke thick (<= fragment_strokes widths) or narrow (a flat 2 is
+    # short but neither)
+    fragment_height: float = 0.45  # in text heights
+    fragment_strokes: float = 2.5  # in stroke widths
+    line_overlap: float = 0.5  # vertical overlap (fraction of the shorter) that puts two components on one line
+    protrude: float = 0.12  # in text heights: reaching this far above and below its line: a symbol ($)
+    fragment_reach: float = 0.35  # in text heights: a fragment this far above or below a line still joins it
+    # segmentation
+    max_digit_width: float = 1.1  # in text heights: wider single-digit candidates are penalised
+    wide_penalty: float = 6.0  # log-score lost per text height of width beyond max_digit_width
+    merge_gap: float = 0.15  # in text heights: pieces further apart are never one digit
+    merge_penalty: float = 0.6  # log-score cost of joining two components merge_gap apart into one digit ...
+    merge_overlap: float = 1.5  # ... and the log-score gained per unit of their horizontal overlap
+    digit_bonus: float = 0.5  # log-score per digit read: offsets the product of probabilities favouring
+    # fewer, merged digits (as a word insertion bonus does in speech recognition)
+    split_penalty: float = 1.0  # log-score cost of a cut, per stroke width of ink it crosses
+    split_min_width: float = 0.35  # in text heights: narrower components are never cut
+    min_piece: float = 0.15  # in text heights: no cut leaves a narrower piece ...
+    piece_height: float = 0.6  # ... or one shorter than this fraction of the component's height
+    cut_band: float = 0.2  # in text heights: a cut path bends at most this far from its start column
+    cut_turn: float = 0.2  # cost of a cut path's sideways step, in ink pixels
+    cut_max_strokes: float = 2.5  # a cut crosses one run of ink at most this many stroke widths long ...
+    force_width: float = 1.1  # ... unless the component is wider (in text heights) than one digit can be
+    max_cuts: int = 3  # cut paths kept per component
+    max_pieces: int = 6  # a digit is built from at most this many pieces
+    skip_cut_penalty: float = 3.0  # log-score cost of leaving out a piece cut off a component (not a mark)
+    # "Looks like a digit": a sigmoid of the crop's top logit over a real digit's typical one (see
+    # recognize.typical_logit), one half at digit_logit, rising over digit_logit_softness
+    digit_logit: float = 0.55
+    digit_logit_softness: float = 0.1
+    # recognition
+    reject_below: float = 0.5  # calibrated confidence under which a digit is reported as '?'
+    reject_width: float = 1.5  # in heights: a wider crop that looks unlike a digit is '?' (unsplit pair)
+    max_fill: float = 0.8  # a crop whose ink fills more of its box is a blot, '?'
+    reject_logit: float = 0.15  # a top logit under this fraction of the typical digit's: not a digit, '?'
+    batch_size: int = 256  # crops per model call
+
+    def __post_init__(self) -> None:
+        if self.binarization not in BINARIZATIONS:
+            raise ConfigError(f"binarization must be one of {', '.join(BINARIZATIONS)}, got {self.binarization!r}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"{f.name} must be >= 0, got {value}")
+        if self.max_pixels < 1 or self.work_pixels < 1:
+            raise ConfigError("max_pixels and work_pixels must be >= 1")
+        if not 0 <= self.reject_below <= 1:
+            raise ConfigError(f"reject_below must be in [0, 1], got {self.reject_below}")
+        if self.max_pieces < 1 or self.batch_size < 1:
+            raise ConfigError("max_pieces and batch_size must be >= 1")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ReadConfig:
+        """Build from plain values (JSON, CLI strings); unknown keys and wrong types fail clearly."""
+        return config_from_dict(cls, values, "read config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,197 @@
+"""The eval-read harness: read a folder of labelled images, score the strings, sort the failures by stage.
+
+labels.csv has a header and rows ``filename,string``; a string holds the lines of the image separated
+by single spaces ("12 345" is a line "12" above a line "345").
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitlab.read.config import ReadConfig
+from digitlab.read.errors import ReadError
+from digitlab.read.recognize import REJECTED, Reading, as_checkpoint, read
+from digitlab.train.checkpoint import Checkpoint
+
+# Why an image failed, in the order the stages run; each failure gets the first that applies
+FAILURES = {
+    "unreadable": "the file could not be read",
+    "lines": "wrong number of lines",
+    "too_many": "too many digits in a line (over-segmentation: a digit cut, a mark read)",
+    "too_few": "too few digits in a line (under-segmentation: touching digits not split, a digit lost)",
+    "rejected": "right length, some digits rejected as '?', the rest right",
+    "misread": "right length, some digit recognised as another",
+}
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    file: str
+    truth: str
+    predicted: str
+    confidence: float
+    seconds: float
+    edits: int  # edit distance between the digit sequences (line breaks ignored)
+    digits: int  # digits in the truth
+    rejected: int  # '?' in the prediction
+    predicted_digits: int
+    failure: str | None  # a key of FAILURES, None when exact
+    error: str | None = None
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions and substitutions cost 1)."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def classify_failure(truth: str, predicted: str) -> str | None:
+    if truth == predicted:
+        return None
+    t_lines, p_lines = truth.split(), predicted.split()
+    if len(t_lines) != len(p_lines):
+        return "lines"
+    if any(len(p) > len(t) for t, p in zip(t_lines, p_lines)):
+        return "too_many"
+    if any(len(p) < len(t) for t, p in zip(t_lines, p_lines)):
+        return "too_few"
+    wrong = [(tc, pc) for t, p in zip(t_lines, p_lines) for tc, pc in zip(t, p) if tc != pc]
+    return "misread" if any(pc != REJECTED for _, pc in wrong) else "rejected"
+
+
+def score_item(file: str, truth: str, reading: Reading | None, error: str | None = None) -> ItemResult:
+    predicted = reading.text if reading else ""
+    t_digits, p_digits = truth.replace(" ", ""), predicted.replace(" ", "")
+    return ItemResult(file=file, truth=truth, predicted=predicted,
+                      confidence=reading.confidence if reading else 0.0,
+                      seconds=reading.seconds if reading else 0.0,
+                      edits=edit_distance(p_digits, t_digits), digits=len(t_digits),
+                      rejected=p_digits.count(REJECTED), predicted_digits=len(p_digits),
+                      failure="unreadable" if error else classify_failure(truth, predicted), error=error)
+
+
+def read_labels(path: str | PathLike) -> list[tuple[str, str]]:
+    """(filename, string) rows of a labels CSV; a header row is skipped when its second field is not digits."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReadError(f"{path}: labels file not found")
+    rows = []
+    with open(path, newline="") as f:
+        for k, row in enumerate(csv.reader(f)):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) < 2:
+                raise ReadError(f"{path}:{k + 1}: expected 'filename,string', got {row!r}")
+            name, text = row[0].strip(), " ".join(row[1].split())
+            if k == 0 and not text.replace(" ", "").isdigit():
+                continue  # header
+            rows.append((name, text))
+    if not rows:
+        raise ReadError(f"{path}: no labelled images")
+    return rows
+
+
+def summarize(results: list[ItemResult]) -> dict[str, Any]:
+    n = len(results)
+    digits = sum(r.digits for r in results)
+    predicted = sum(r.predicted_digits for r in results)
+    failures = Counter(r.failure for r in results if r.failure)
+    times = [r.seconds for r in results if r.error is None]
+    return {
+        "images": n,
+        "exact_match": sum(r.failure is None for r in results) / n if n else 0.0,
+        "digit_accuracy": max(0.0, 1 - sum(r.edits for r in results) / digits) if digits else 0.0,
+        "too_many_digits": sum(r.predicted_digits > r.digits for r in results),
+        "too_few_digits": sum(r.predicted_digits < r.digits for r in results),
+        "rejection_rate": sum(r.rejected for r in results) / predicted if predicted else 0.0,
+        "failures": {k: failures.get(k, 0) for k in FAILURES},
+        "median_seconds": statistics.median(times) if times else None,
+        "p95_seconds": float(np.percentile(times, 95)) if times else None,
+    }
+
+
+def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | PathLike | Checkpoint,
+                   config: ReadConfig | None = None, gallery: str | PathLike | None = None,
+                   max_gallery: int = 60, progress: Callable[[int, ItemResult], None] | None = None,
+                   ) -> tuple[dict[str, Any], list[ItemResult]]:
+    """Read (name, image, truth) items and score them; failures are drawn into `gallery` as panels."""
+    ckpt = as_checkpoint(checkpoint)
+    cfg = config or ReadConfig()
+    results: list[ItemResult] = []
+    shown = 0
+    for k, (name, image, truth) in enumerate(items):
+        try:
+            reading = read(image, ckpt, cfg)
+            result = score_item(name, truth, reading)
+        except ReadError as e:
+            reading, result = None, score_item(name, truth, None, error=str(e))
+        results.append(result)
+        if gallery is not None and result.failure and reading is not None and shown < max_gallery:
+            from digitlab.read.render import panel, save_png  # drawing only when there is something to draw
+
+            save_png(panel(reading, image, height=240), Path(gallery) / f"{k:04d}-{result.failure}.png")
+            shown += 1
+        if progress:
+            progress(k, result)
+    report = summarize(results)
+    report["temperature"] = float(ckpt.meta.get("temperature", 1.0))
+    report["config"] = cfg.to_dict()
+    return report, results
+
+
+def evaluate_folder(folder: str | PathLike, labels: str | PathLike, checkpoint: str | PathLike | Checkpoint,
+                    config: ReadConfig | None = None, out_dir: str | PathLike | None = None,
+                    limit: int = 0, progress: Callable[[int, ItemResult], None] | None = None) -> dict[str, Any]:
+    """Read every image listed in `labels` (paths relative to `folder`) and score it. With out_dir, write
+    report.json, results.csv and failures/ (a panel per failed image, up to 60)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReadError(f"{folder}: no such folder")
+    rows = read_labels(labels)[: limit or None]
+    started = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else None
+    report, results = evaluate_items(((name, folder / name, truth) for name, truth in rows), checkpoint, config,
+                                     gallery=out / "failures" if out else None, progress=progress)
+    report.update(folder=str(folder), labels=str(labels), seconds=time.perf_counter() - started)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+        with open(out / "results.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["file", "truth", "predicted", "confidence", "failure", "error"])
+            w.writerows([(r.file, r.truth, r.predicted, f"{r.confidence:.4f}", r.failure or "", r.error or "")
+                         for r in results])
+        report["out_dir"] = str(out)
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"images: {report['images']}",
+             f"exact match: {100 * report['exact_match']:.1f}%",
+             f"digit accuracy (1 - edit distance / digits): {100 * report['digit_accuracy']:.2f}%",
+             f"segmentation: {report['too_many_digits']} images with too many digits, "
+             f"{report['too_few_digits']} with too few",
+             f"rejection rate: {100 * report['rejection_rate']:.2f}% of the digits read",
+             "failures by stage: " + (", ".join(f"{k} {v}" for k, v in report["failures"].items() if v) or "none")]
+    if report.get("median_seconds") is not None:
+        lines.append(f"time per image: median {1000 * report['median_seconds']:.1f} ms, "
+                     f"p95 {1000 * report['p95_seconds']:.1f} ms")
+    if "temperature" in report:
+        lines.append(f"temperature: {report['temperature']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,389 @@
+"""From a clean ink mask to digit candidates: lines in reading order, pieces, candidate digits, crops.
+
+Connected components are the first guess at digits. Components wide enough to hold two digits are cut
+along the cheapest top-to-bottom paths through them (a shortest-path "drop fall" that bends around
+strokes; it ends at minima of the vertical projection, the directional projection method). Components
+too short to be digits are specks, marks (commas, dashes, underlines) or detached strokes of a
+neighbour (the bar of a 5). Which pieces form which digit is not decided here: ``candidates`` lists
+every plausible grouping of neighbouring pieces, the classifier scores them all in one batch, and
+``best_path`` picks the reading with the highest total score (recognition-driven segmentation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from digitlab.data import mnist_style
+from digitlab.read.config import ReadConfig
+from digitlab.read.image import Page
+
+
+@dataclass(frozen=True, eq=False)
+class Piece:
+    """A component, or its part between two cut paths."""
+
+    label: int  # the component's label in Layout.labels
+    part: int  # 0, 1, ... from left to right within the component
+    box: tuple[int, int, int, int]  # (x, y, w, h) of the piece's own ink, work coordinates
+    fragment: bool  # too small to be a digit on its own
+    cut_cost: float = 0.0  # cost of the cut on its left (0 for part 0)
+    pixels: np.ndarray | None = None  # bool over the component's box: the piece's pixels (None: all)
+    small: bool = False  # a whole component smaller than a digit: read only if it looks like one (a blot)
+
+    @property
+    def skippable(self) -> bool:
+        return self.fragment or self.small
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Ink that is not read as a digit."""
+
+    box: tuple[int, int, int, int]  # work coordinates
+    reason: str
+
+
+@dataclass
+class Line:
+    pieces: list[Piece]  # ordered left to right by their centres
+    top: float
+    bottom: float
+    cuts: list[float] = field(default_factory=list)  # cost of a digit boundary before piece b (len + 1)
+
+
+@dataclass
+class Layout:
+    labels: np.ndarray  # (H, W) int32 component labels of page.mask
+    stats: np.ndarray  # (n, 5) x, y, w, h, area per label
+    lines: list[Line]  # top to bottom
+    marks: list[Mark]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Pieces line.pieces[first:last + 1] read as one digit."""
+
+    line: int
+    first: int
+    last: int
+    box: tuple[int, int, int, int]  # work coordinates
+    prior: float  # log-score from geometry alone, added to the classifier's log-probability
+    whole: bool  # exactly one component, all of it: most of these are single digits
+
+
+def layout(page: Page, cfg: ReadConfig) -> Layout:
+    """Components -> specks and marks set aside, lines found, wide components cut into pieces."""
+    h, sw = page.text_height, page.stroke_width
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(page.mask, connectivity=8, ltype=cv2.CV_32S)
+    marks, mains, fragments = [], [], []
+    for i in range(1, n):
+        x, y, w, hh, _ = (int(v) for v in stats[i])
+        if max(w, hh) < cfg.speck_size * h:
+            marks.append(Mark((x, y, w, hh), "speck"))
+        elif is_fragment(w, hh, cfg, h, sw):
+            fragments.append(i)
+        else:
+            mains.append(i)
+
+    # Lines: each main component joins the line it overlaps most vertically, in order of its centre
+    bands: list[list[int]] = []
+    for i in sorted(mains, key=lambda i: stats[i, 1] + stats[i, 3] / 2):
+        top, bottom = stats[i, 1], stats[i, 1] + stats[i, 3]
+        best, best_overlap = None, 0.0
+        for k, members in enumerate(bands):
+            bt, bb = _band(stats, members)
+            overlap = (min(bottom, bb) - max(top, bt)) / max(1.0, min(bottom - top, bb - bt))
+            if overlap >= cfg.line_overlap and overlap > best_overlap:
+                best, best_overlap = k, overlap
+        if best is None:
+            bands.append([i])
+        else:
+            bands[best].append(i)
+    bands.sort(key=lambda m: sum(_band(stats, m)))
+    spans = [_band(stats, m) for m in bands]
+
+    # A symbol sticking out of its line both above and below (the bar of a $) is no digit: digits
+    # share the line's top and baseline
+    for k, members in enumerate(bands):
+        if len(members) < 3:
+            continue
+        bt, bb = spans[k]
+        for i in [i for i in members if stats[i, 1] < bt - cfg.protrude * h
+                  and stats[i, 1] + stats[i, 3] > bb + cfg.protrude * h]:
+            members.remove(i)
+            marks.append(Mark(tuple(int(v) for v in stats[i, :4]), "symbol taller than the digits ($, brackets)"))
+
+    # Fragments belong to the line whose band they are in or next to, else they are marks
+    members_of = [list(m) for m in bands]
+    for i in fragments:
+        x, y, w, hh = (int(v) for v in stats[i, :4])
+        cy = y + hh / 2
+        near = [(abs(cy - (bt + bb) / 2), k) for k, (bt, bb) in enumerate(spans)
+                if bt - cfg.fragment_reach * h <= cy <= bb + cfg.fragment_reach * h]
+        if near:
+            members_of[min(near)[1]].append(i)
+        else:
+            marks.append(Mark((x, y, w, hh), mark_kind(w, hh, h)))
+
+    lines = []
+    for members, (bt, bb) in zip(members_of, spans):
+        pieces = [p for i in members for p in _pieces(labels, stats, i, cfg, h, sw)]
+        pieces.sort(key=lambda p: p.box[0] + p.box[2] / 2)
+        lines.append(Line(pieces=pieces, top=bt, bottom=bb, cuts=_boundary_costs(pieces)))
+    return Layout(labels=labels, stats=stats, lines=lines, marks=marks)
+
+
+def is_fragment(w: float, hh: float, cfg: ReadConfig, h: float, sw: float) -> bool:
+    """Short and either one stroke thick (a dash, the bar of a 5) or narrow (a comma): not a digit alone.
+    A flat 2 or a small 0 is short but neither."""
+    return hh < cfg.fragment_height * h and (hh <= cfg.fragment_strokes * sw or w < cfg.split_min_width * h)
+
+
+def mark_kind(w: int, hh: int, h: float) -> str:
+    if w >= 1.5 * h:
+        return "underline"
+    if w >= 2 * hh:
+        return "dash"
+    return "mark (comma, dot or stray stroke)"
+
+
+def _band(stats: np.ndarray, members: list[int]) -> tuple[float, float]:
+    tops = stats[members, 1]
+    return float(np.median(tops)), float(np.median(tops + stats[members, 3]))
+
+
+def _pieces(labels: np.ndarray, stats: np.ndarray, i: int, cfg: ReadConfig, h: float,
+            sw: float) -> list[Piece]:
+    """Component i as one piece, or also cut along paths where touching digits may meet."""
+    x, y, w, hh, _ = (int(v) for v in stats[i])
+    fragment = is_fragment(w, hh, cfg, h, sw)
+    whole = Piece(i, 0, (x, y, w, hh), fragment, small=max(w, hh) < cfg.mark_size * h)
+    if w < cfg.split_min_width * h or fragment:
+        return [whole]
+    own = labels[y:y + hh, x:x + w] == i
+    paths = cut_paths(own, cfg, h, sw, forced=w > cfg.force_width * h)
+    if not paths:
+        return [whole]
+    # Strip k lies right of k paths. The ink a path crosses is the joint between two digits: a stroke
+    # that the paths' removal leaves in one piece, lying mostly (80%) in one strip, goes whole to that
+    # strip (the tail of a 2 reaching under the next digit is not cut off by the path's line)
+    cols = np.arange(w)[None, :]
+    strip = sum((cols >= p[:, None]).astype(np.int32) for p, _ in paths)
+    on_path = np.zeros_like(own)
+    for p, _ in paths:
+        on_path[np.arange(hh), p] = True
+    n, parts = cv2.connectedComponents((own & ~on_path).astype(np.uint8), connectivity=8)
+    if n > 2:
+        votes = np.zeros((n, len(paths) + 1), np.int64)
+        np.add.at(votes, (parts[parts > 0], strip[parts > 0]), 1)
+        major = votes.argmax(1)
+        clear = votes.max(1) >= 0.8 * np.maximum(votes.sum(1), 1)
+        strip = np.where((parts > 0) & clear[parts], major[parts], strip)
+    pieces: list[Piece] = []
+    cost = 0.0
+    for k in range(len(paths) + 1):
+        cost = max(cost, paths[k - 1][1] if k else 0.0)
+        part = own & (strip == k)
+        rows, pc = np.flatnonzero(part.any(1)), np.flatnonzero(part.any(0))
+        if rows.size == 0:  # two paths met: one cut
+            continue
+        box = (x + int(pc[0]), y + int(rows[0]), int(pc[-1] - pc[0] + 1), int(rows[-1] - rows[0] + 1))
+        pieces.append(Piece(i, len(pieces), box, is_fragment(box[2], box[3], cfg, h, sw), cost if pieces else 0.0,
+                            pixels=part))
+        cost = 0.0
+    return pieces if len(pieces) > 1 else [whole]
+
+
+def cut_paths(own: np.ndarray, cfg: ReadConfig, h: float, sw: float,
+              forced: bool) -> list[tuple[np.ndarray, float]]:
+    """Where touching digits may be separated: near-vertical paths crossing as little ink as possible.
+
+    Each starts from a minimum of the vertical projection (the directional projection method) and may
+    bend up to cut_band text heights either side of it, one column per row at most, around strokes
+    (a shortest-path "drop fall": each ink pixel crossed costs 1, each sideways step cut_turn). A path
+    must cross a single run of ink at most cut_max_strokes stroke widths long (two touching digits meet
+    at one thin point; the middle of a 0 is two strokes), unless the component is too wide for one digit
+    (forced), where the cheapest two paths are tried anyway. Returns (column per row, relative to the
+    component; cost) left to right; the cost is split_penalty per stroke width crossed, plus
+    split_penalty per extra run of ink."""
+    hh, w = own.shape
+    margin = max(1, int(round(cfg.min_piece * h)))
+    if w < 2 * margin + 1:
+        return []
+    profile = np.convolve(own.sum(0).astype(np.float64), np.ones(3) / 3, mode="same")
+    radius = max(1, margin // 2)
+    window = np.lib.stride_tricks.sliding_window_view(np.pad(profile, radius, mode="edge"), 2 * radius + 1)
+    starts = [int(c) for c in np.flatnonzero(profile <= window.min(1) + 1e-9) if margin <= c < w - margin]
+    starts.sort(key=lambda c: profile[c])
+    starts = starts[: 2 * cfg.max_cuts + 2]
+    if forced:  # overlapping digits leave no clear minimum: also try a regular grid of starts
+        starts += [int(c) for c in np.arange(margin, w - margin, max(1, cfg.min_piece * h))]
+    band = max(1, int(round(cfg.cut_band * h)))
+    found: list[tuple[np.ndarray, float]] = []
+    for path in _cheapest_paths(own, np.array(starts, np.int64), band, cfg.cut_turn):
+        on = own[np.arange(hh), path]
+        crossed = float(on.sum())
+        runs = int(np.count_nonzero(np.diff(on.astype(np.int8)) == 1) + on[0])
+        thin = runs <= 1 and crossed <= cfg.cut_max_strokes * sw
+        if not thin and not forced:
+            continue
+        left = own & (np.arange(w)[None, :] < path[:, None])
+        right = own & ~left
+        lw, rw = np.flatnonzero(left.any(0)), np.flatnonzero(right.any(0))
+        if lw.size == 0 or rw.size == 0 or lw[-1] - lw[0] + 1 < margin or rw[-1] - rw[0] + 1 < margin:
+            continue
+        # Touching digits are each about as tall as the pair; the bowl cut off a 6 or a 9 is not
+        if min(np.count_nonzero(left.any(1)), np.count_nonzero(right.any(1))) < cfg.piece_height * hh:
+            continue
+        if any(np.abs(path - p).mean() < margin for p, _ in found):
+            continue
+        found.append((path, cfg.split_penalty * (max(1.0, crossed / sw) + max(0, runs - 1))))
+        if len(found) >= cfg.max_cuts:
+            break
+    found.sort(key=lambda pc: pc[0].mean())
+    for k in range(1, len(found)):  # paths must not cross: a later one stays right of the earlier
+        found[k] = (np.maximum(found[k][0], found[k - 1][0]), found[k][1])
+    return found
+
+
+def _cheapest_paths(own: np.ndarray, starts: np.ndarray, band: int, turn: float) -> list[np.ndarray]:
+    """For each start column, the column per row of the cheapest top-to-bottom path that stays within
+    `band` columns of it (ink pixels cost 1, sideways steps `turn`), all starts in one pass over rows."""
+    hh, w = own.shape
+    if starts.size == 0:
+        return []
+    cols = starts[:, None] + np.arange(-band, band + 1)[None, :]  # (S, B): the columns of each band
+    outside = (cols < 0) | (cols >= w)
+    big = np.float32(1e6)
+    cost = np.where(outside[None], big, own[:, np.clip(cols, 0, w - 1)].astype(np.float32))  # (H, S, B)
+    acc = cost[0].copy()
+    step = np.zeros(cost.shape, np.int8)  # offset to the path's position in the row above
+    pad = np.full((len(starts), 1), big, np.float32)
+    for r in range(1, hh):
+        left = np.concatenate([pad, acc[:, :-1]], 1) + turn
+        right = np.concatenate([acc[:, 1:], pad], 1) + turn
+        best = np.minimum(acc, np.minimum(left, right))
+        step[r] = np.where(best == acc, 0, np.where(best == left, -1, 1))
+        acc = cost[r] + best
+    paths = []
+    for k in range(len(starts)):
+        j = int(acc[k].argmin())
+        pos = np.empty(hh, np.int64)
+        pos[-1] = j
+        for r in range(hh - 1, 0, -1):
+            j += int(step[r, k, j])
+            pos[r - 1] = j
+        paths.append(cols[k, pos])
+    return paths
+
+
+def _boundary_costs(pieces: list[Piece]) -> list[float]:
+    """Cost of a digit boundary before piece b: the cost of every cut path that boundary uses."""
+    costs = [0.0] * (len(pieces) + 1)
+    for b in range(1, len(pieces)):
+        before = {(p.label, p.part) for p in pieces[:b]}
+        costs[b] = sum(p.cut_cost for p in pieces[b:] if p.part and (p.label, p.part - 1) in before)
+    return costs
+
+
+def candidates(lay: Layout, cfg: ReadConfig, h: float) -> list[Candidate]:
+    """Every run of neighbouring pieces that could be one digit, with its geometric prior: the digit
+    bonus, minus a penalty for a width beyond one digit's, plus for each further component joined in
+    a score that rewards horizontal overlap (the loop of a broken 6 lies under its stem, the bar of a
+    5 over its body) and penalises a gap between them (two digits), the more the wider it is."""
+    out = []
+    for k, line in enumerate(lay.lines):
+        ps = line.pieces
+        parts: dict[int, int] = {}
+        for p in ps:
+            parts[p.label] = parts.get(p.label, 0) + 1
+        for i in range(len(ps)):
+            x0, y0, w0, h0 = ps[i].box
+            x1, y1 = x0 + w0, y0 + h0
+            joins, seen = 0.0, {ps[i].label}
+            for j in range(i, min(len(ps), i + cfg.max_pieces)):
+                if j > i:
+                    bx, by, bw, bh = ps[j].box
+                    if bx - x1 > cfg.merge_gap * h:  # a gap too wide to be inside one digit
+                        break
+                    if ps[j].label not in seen:
+                        seen.add(ps[j].label)
+                        overlap = max(0, min(x1, bx + bw) - max(x0, bx)) / max(1, min(bw, x1 - x0))
+                        gap = max(0, bx - x1) / (cfg.merge_gap * h)  # 0 (touching) to 1 (as far as allowed)
+                        joins += cfg.merge_overlap * overlap - cfg.merge_penalty * gap
+                    x0, x1, y0, y1 = min(x0, bx), max(x1, bx + bw), min(y0, by), max(y1, by + bh)
+                width = (x1 - x0) / h
+                if width > cfg.max_digit_width + 0.6 and j > i:  # a lone piece stays, to be rejected
+                    break
+                if all(p.fragment for p in ps[i:j + 1]):
+                    continue
+                prior = cfg.digit_bonus - cfg.wide_penalty * max(0.0, width - cfg.max_digit_width) + joins
+                whole = len(seen) == 1 and parts[ps[i].label] == j - i + 1
+                out.append(Candidate(k, i, j, (x0, y0, x1 - x0, y1 - y0), prior, whole))
+    return out
+
+
+def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int, int]) -> np.ndarray:
+    """The digit made of `pieces`, MNIST style: its own ink only (neighbours masked out), white on
+    black, the stroke core at 255 with the anti-aliased edge kept, then digitlab's mnist_style."""
+    x, y, w, hh = box
+    y0, y1 = max(0, y - 1), min(page.mask.shape[0], y + hh + 1)
+    x0, x1 = max(0, x - 1), min(page.mask.shape[1], x + w + 1)
+    sub = lay.labels[y0:y1, x0:x1]
+    mine = np.zeros(sub.shape, bool)
+    for p in pieces:
+        if p.pixels is None:
+            mine |= sub == p.label
+            continue
+        cx, cy, cw, ch = (int(v) for v in lay.stats[p.label, :4])  # p.pixels covers the component's box
+        r0, r1, c0, c1 = max(y0, cy), min(y1, cy + ch), max(x0, cx), min(x1, cx + cw)
+        mine[r0 - y0:r1 - y0, c0 - x0:c1 - x0] |= p.pixels[r0 - cy:r1 - cy, c0 - cx:c1 - cx]
+    others = (sub > 0) & ~mine
+    # One pixel of edge around the strokes keeps the anti-aliasing, but never another digit's ink
+    edge = cv2.dilate(mine.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~others
+    ink = page.ink[y0:y1, x0:x1]
+    core = float(np.percentile(ink[mine], 90)) if mine.any() else 1.0
+    gray = np.where(edge, np.clip(ink / max(core, 1e-3), 0, 1), 0.0)
+    gray = np.where(mine, np.maximum(gray, 0.5), gray)  # a binarized pixel is ink even if faint
+    return mnist_style((gray * 255).round().astype(np.uint8))
+
+
+def best_path(line: Line, cands: list[Candidate], logp: np.ndarray, cfg: ReadConfig) -> tuple[list[int], list[int]]:
+    """The reading of the line with the highest total score: the sum over its digits of log p(best class)
+    plus geometric prior (which includes a bonus per digit, so that reading more digits is not
+    penalised by the extra factors of the product), minus the cost of every cut; fragments may be left
+    out as marks.
+
+    cands: this line's candidates; logp: their log-probability of the best class. Returns (indices of
+    the chosen candidates, indices of the pieces left out), both left to right."""
+    n = len(line.pieces)
+    best = np.full(n + 1, -np.inf)
+    best[0] = 0.0
+    back: list[tuple[int, int] | None] = [None] * (n + 1)  # (previous position, candidate or -1 for a skip)
+    starting: dict[int, list[int]] = {}
+    for c, cand in enumerate(cands):
+        starting.setdefault(cand.first, []).append(c)
+    for i in range(n):
+        if best[i] == -np.inf:
+            continue
+        if line.pieces[i].skippable:  # leave it out as a mark; a piece cut off a digit rarely is one
+            score = best[i] - line.cuts[i + 1] - (cfg.skip_cut_penalty if line.pieces[i].pixels is not None else 0)
+            if score > best[i + 1]:
+                best[i + 1], back[i + 1] = score, (i, -1)
+        for c in starting.get(i, []):
+            j = cands[c].last + 1
+            score = best[i] + logp[c] + cands[c].prior - line.cuts[j]
+            if score > best[j]:
+                best[j], back[j] = score, (i, c)
+    chosen, skipped = [], []
+    if best[n] == -np.inf:  # cannot happen: every piece is a fragment or has a one-piece candidate
+        return chosen, list(range(n))
+    pos = n
+    while pos > 0:
+        prev, c = back[pos]
+        (skipped if c < 0 else chosen).append(prev if c < 0 else c)
+        pos = prev
+    return chosen[::-1], skipped[::-1]

@@ -1,0 +1,108 @@
+"""digitlab.read segmentation on real MNIST test digits: lines, marks, touching pairs, broken strokes."""
+
+import cv2
+import numpy as np
+import pytest
+from read_helpers import ink_mask, read_model, string_image, sure_digits, test_digits  # noqa: F401 - fixtures
+
+from digitlab.read import segment, synth
+from digitlab.read.config import ReadConfig
+from digitlab.read.image import prepare
+from digitlab.read.recognize import read
+
+
+@pytest.fixture(scope="module")
+def digits(read_model, test_digits):
+    """{class: [test digits the small model reads right on their own]}: failures below are the pipeline's."""
+    return sure_digits(read_model[0], *test_digits)
+
+
+def digit_boxes(img: np.ndarray) -> list[tuple[int, int, int, int]]:
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink_mask(img).astype(np.uint8))
+    return sorted((tuple(int(v) for v in s[:4]) for s in stats[1:] if s[4] > 30), key=lambda b: b[0])
+
+
+def components(mask: np.ndarray) -> int:
+    return cv2.connectedComponents((mask > 0).astype(np.uint8))[0] - 1
+
+
+def test_lines_are_found_in_reading_order(test_digits):
+    images, labels = test_digits
+    top = synth.render(list(images[:4]), height=40, gaps=[0.4] * 3)  # 7 2 1 0
+    bottom = synth.render(list(images[4:10]), height=40, gaps=[0.4] * 5)  # 4 1 4 9 5 9
+    w = max(top.shape[1], bottom.shape[1])
+    page_img = np.vstack([np.pad(top, ((0, 0), (0, w - top.shape[1])), constant_values=235),
+                          np.pad(bottom, ((0, 0), (0, w - bottom.shape[1])), constant_values=235)])
+    page = prepare(page_img, ReadConfig())
+    lay = segment.layout(page, ReadConfig())
+    assert len(lay.lines) == 2
+    labels = [{p.label for p in line.pieces} for line in lay.lines]
+    assert len(labels[0]) == 4 and len(labels[1]) >= 6  # (a 4 may come in two strokes)
+    assert lay.lines[0].bottom < lay.lines[1].top
+    xs = [p.box[0] for p in lay.lines[1].pieces]
+    assert xs == sorted(xs)
+
+
+def test_cut_path_goes_through_the_joint_of_touching_strokes():
+    own = np.zeros((40, 40), bool)
+    own[:, 8:14] = True  # a 1
+    own[:, 24:30] = True  # another 1 ...
+    own[30:34, 14:24] = True  # ... joined near the bottom by a short stroke
+    paths = segment.cut_paths(own, ReadConfig(), h=40, sw=6, forced=False)
+    assert len(paths) == 1
+    path, cost = paths[0]
+    assert (path > 13).all() and (path < 24).all()  # between the two bars, crossing only the joint
+    assert cost == pytest.approx(ReadConfig().split_penalty)  # 4 px of joint < 1 stroke width
+
+
+@pytest.mark.slow
+def test_specks_commas_dashes_underlines_and_currency_signs_are_not_read(read_model, digits):
+    ckpt, _ = read_model
+    for text in ("37", "50"):
+        img = string_image(digits, text, gaps=[1.2], margin=1.5)
+        (x0, y0, w0, h0), (x1, y1, w1, h1) = digit_boxes(img)[:2]
+        base = max(y0 + h0, y1 + h1)
+        cv2.circle(img, (x0 + w0 + 6, base - 3), 3, 25, -1)  # a comma after the first digit
+        cv2.line(img, (x0 + w0 + 7, base - 2), (x0 + w0 + 3, base + 6), 25, 2)
+        cv2.line(img, (x0 + w0 + 16, (y0 + base) // 2), (x1 - 10, (y0 + base) // 2), 25, 3)  # a dash
+        for x, y in [(x0 - 20, y0 + 5), (x1 + w1 + 15, base - 10), ((x0 + x1) // 2, y0 - 12)]:
+            cv2.circle(img, (x, y), 2, 25, -1)  # specks
+        cv2.line(img, (x0 - 60, base + 10), (x1 + w1 + 12, base + 10), 25, 2)  # an underline
+        cv2.putText(img, "S", (x0 - 48, base), cv2.FONT_HERSHEY_SIMPLEX, 1.7, 25, 4)  # a handwritten $:
+        cv2.line(img, (x0 - 32, y0 - 16), (x0 - 32, base + 16), 25, 3)  # an S with a bar through it
+        reading = read(img, ckpt)
+        assert reading.text == text
+        reasons = " ".join(m.reason for m in reading.ignored)
+        assert "speck" in reasons and "dash" in reasons and "symbol" in reasons and "comma" in reasons
+        assert reading.page.ruling.sum() > 2 * (x1 + w1 - x0)  # the underline went with the ruling
+
+
+@pytest.mark.slow
+def test_touching_pairs_are_split(read_model, digits):
+    ckpt, _ = read_model
+    pairs = ["35", "28", "04", "68", "93", "26"]
+    right = []
+    for text in pairs:
+        # the first writing of the pair whose strokes really meet (one connected component)
+        img = next(img for a in digits[int(text[0])] for b in digits[int(text[1])]
+                   for img in [synth.render([a, b], height=48, gaps=[None])]
+                   if components(prepare(img, ReadConfig()).mask) == 1)
+        right.append(read(img, ckpt).text == text)
+    assert sum(right) >= len(pairs) - 1, right
+
+
+@pytest.mark.slow
+def test_broken_strokes_are_merged(read_model, digits):
+    """A 5 whose top stroke came off, and a 4 whose stem came apart above the bar, each read as one digit."""
+    ckpt, _ = read_model
+    for text in ("357", "142"):
+        img = string_image(digits, text, height=56, gaps=[0.5, 0.5])
+        x, y, w, h = digit_boxes(img)[1]
+        broken = img.copy()
+        band = slice(y + int(0.33 * h), y + int(0.33 * h) + 3)  # the pen lifted for 3 px at a third of the height:
+        if text[1] == "5":
+            broken[band, x:x + w] = 235  # across the 5, below its bar
+        else:
+            broken[band, x + w // 2:x + w] = 235  # across the 4's stem (the right half), above its bar
+        assert components(prepare(broken, ReadConfig()).mask) >= 4, text  # really in pieces
+        assert read(broken, ckpt).text == text
