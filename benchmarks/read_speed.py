@@ -11,7 +11,6 @@ more run is broken down by stage. Prints and saves JSON + Markdown under benchma
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import report as report_io
 import torch
 from read_synthetic import calibrated_checkpoint
 
@@ -28,7 +28,6 @@ from digitlab.read import ReadConfig, read, segment, synth
 from digitlab.read.image import load_gray, prepare
 from digitlab.read.recognize import recognize
 
-RESULTS = Path(__file__).parent / "results"
 SIZE = (1155, 866)  # (width, height): 1.0 megapixel, 4:3
 
 
@@ -108,10 +107,7 @@ def main() -> None:
     md += ["", f"{len(cands)} candidate crops in one model call; load average {env['load_average'][0]:.1f} during "
                f"the run (other jobs share the machine)."]
     if not args.dry_run:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "read_speed.json").write_text(json.dumps(report, indent=2))
-        (RESULTS / "read_speed.md").write_text("\n".join(md) + "\n")
-        print(f"saved {RESULTS / 'read_speed.json'} and .md")
+        report_io.save("read_speed", report, "\n".join(md))
     print("\n".join(md))
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
+import report as report_io
 import torch
 
 from digitlab.data import load_dataset
@@ -28,7 +28,6 @@ from digitlab.read.evaluate import FAILURES, evaluate_items
 from digitlab.train import Checkpoint, load_checkpoint, predict_logits
 from digitlab.train.calibrate import fit_temperature
 
-RESULTS = Path(__file__).parent / "results"
 SEEDS = {"easy": 1, "hard": 2}
 # --ablations: the hard variant with one group of nuisances taken out at a time (same seed), to show
 # which stage loses the strings
@@ -140,10 +139,7 @@ def main() -> None:
            f"torch {env['torch']}, {env['threads']} thread(s), load average {env['load_average'][0]:.1f} "
            f"on {env['cpus']} CPUs."]
     if not args.dry_run:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "read_synthetic.json").write_text(json.dumps(out, indent=2))
-        (RESULTS / "read_synthetic.md").write_text("\n".join(md) + "\n")
-        print(f"saved {RESULTS / 'read_synthetic.json'} and .md")
+        report_io.save("read_synthetic", out, "\n".join(md))
     print("\n".join(md))
 
 

@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+import report as report_io  # beside this script
+
 TARGETS = (0.99, 0.995)
 
 
@@ -200,9 +201,7 @@ def main() -> None:
     md = render(results)
     print(md)
     if not args.dry_run:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "time_to_accuracy.json").write_text(json.dumps(results, indent=2))
-        (RESULTS / "time_to_accuracy.md").write_text(md)
+        report_io.save("time_to_accuracy", results, md)
 
 
 def render(results: dict) -> str:

@@ -10,19 +10,17 @@ the lenet5-classic split). Prints a table and saves JSON + Markdown under benchm
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
+import report as report_io
 import torch
 
 from digitlab.models import list_models, model_info
 from digitlab.train import TrainConfig, fit
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def measure(model: str, data_dir: str, images: int, batch_size: int) -> dict:
@@ -69,10 +67,7 @@ def main() -> None:
     md += [f"| {r['model']} | {r['params']:,} | {r['macs'] / 1e6:.2f}M | {r['images_per_s']:.0f} | "
            f"{r['mnist_epoch_s']:.1f} |" for r in results]
     if not args.dry_run:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "train_throughput.json").write_text(json.dumps(report, indent=2))
-        (RESULTS / "train_throughput.md").write_text("\n".join(md) + "\n")
-        print(f"saved {RESULTS / 'train_throughput.json'} and .md")
+        report_io.save("train_throughput", report, "\n".join(md))
     print("\n".join(md))
 
 
