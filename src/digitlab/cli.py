@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
+from digitlab.table import format_table
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -21,7 +22,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
         for split, size in spec.splits.items():
             st = status.get(split, {})
             rows.append((spec.name, split, f"{size:,}", "yes" if st.get("present") else "no", st.get("path", "")))
-    print(_table(rows))
+    print(format_table(rows))
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -41,7 +42,7 @@ def cmd_models(args: argparse.Namespace) -> None:
     for name in list_models(args.pattern):
         info = model_info(name)
         rows.append((name, f"{info.params:,}", f"{info.macs / 1e6:.2f}M", info.description))
-    print(_table(rows))
+    print(format_table(rows))
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
@@ -51,7 +52,7 @@ def cmd_presets(args: argparse.Namespace) -> None:
     for p in PRESETS.values():
         cfg = p.config()
         rows.append((p.name, cfg.model, cfg.dataset, str(cfg.epochs), p.published))
-    print(_table(rows))
+    print(format_table(rows))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -90,7 +91,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         return
     print(f"{report['dataset']}/{report['split']}: {report['images']:,} images, "
           f"accuracy {100 * report['accuracy']:.2f}%, loss {report['loss']:.4f}")
-    print(_table([("class", "accuracy")] + [(c, f"{100 * a:.2f}%") for c, a in report["per_class_accuracy"].items()]))
+    per_class = [(c, f"{100 * a:.2f}%") for c, a in report["per_class_accuracy"].items()]
+    print(format_table([("class", "accuracy"), *per_class]))
     pairs = ", ".join(f"{d['true']}->{d['predicted']} ({d['count']})" for d in report["most_confused"])
     print(f"most confused: {pairs or 'none'}")
     print(f"confusion matrix: {report['confusion_png']}")
@@ -113,11 +115,6 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
     rows = list_runs(args.root)
     print(format_runs(rows) if rows else f"no runs under {args.root}")
-
-
-def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from digitlab.table import format_table
+
 
 def list_runs(root: str | Path = "runs") -> list[dict[str, Any]]:
     """One row per run folder under `root`, newest first; unfinished runs show their last epoch."""
@@ -26,7 +28,7 @@ def list_runs(root: str | Path = "runs") -> list[dict[str, Any]]:
                 row["status"] = "diverged"
         else:
             metrics = folder / "metrics.csv"
-            epochs = list(csv.DictReader(metrics.open())) if metrics.exists() else []
+            epochs = list(csv.DictReader(metrics.read_text().splitlines())) if metrics.exists() else []
             row["epochs"] = len(epochs)
             vals = [float(r["val_accuracy"]) for r in epochs if r.get("val_accuracy")]
             row["best_val_accuracy"] = max(vals) if vals else None
@@ -42,6 +44,4 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
     table = [[r["run"], r["model"], r["dataset"], r["status"], str(r.get("epochs") or 0),
               pct(r.get("best_val_accuracy")), pct(r.get("test_accuracy")),
               "-" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}"] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(header, *table)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *table]]
-    return "\n".join(lines)
+    return format_table([header, *table])
