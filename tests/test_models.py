@@ -162,6 +162,17 @@ def test_baseline_width_kwargs():
     assert model_info("mobilenetv3-small", width_mult=0.5).params < model_info("mobilenetv3-small").params
 
 
+def test_fastcnn_stages_depth_and_dropout():
+    deep = create_model("fastcnn", channels=[32, 64, 128, 256], depth=2, dropout=0.2)
+    convs = [m for m in deep.features.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.stride[0] for c in convs] == [2, 1] * 4 and convs[-1].out_channels == 256
+    assert isinstance(deep.head[1], nn.Dropout) and deep.head[1].p == 0.2
+    assert deep(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert not any(isinstance(m, nn.Dropout) for m in create_model("fastcnn").modules())
+    with pytest.raises(ModelError, match="depth"):
+        create_model("fastcnn", depth=0)
+
+
 def test_unknown_model_suggests_a_close_name():
     with pytest.raises(ModelError, match="lenet5") as e:
         create_model("lenet")

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from digitlab.errors import CheckpointError, ConfigError
+from digitlab.models import create_model
 from digitlab.train import PRESETS, TrainConfig, fit, get_preset, list_runs, load_checkpoint
 
 
@@ -55,6 +56,11 @@ def test_presets_build_valid_configs_and_state_published_figures():
     tibetan = get_preset("mobilenetv3-tibetan").config()
     assert tibetan.split == (70.0, 20.0, 10.0) and tibetan.test_split == ""
     assert all(p.published for p in PRESETS.values())
+    # the time-to-accuracy presets build their models and train on all 60k (no val split)
+    for name in ("mnist-fast", "mnist-fast-995", "mnist-best"):
+        cfg = get_preset(name).config()
+        assert create_model(cfg.model, **cfg.model_args)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    assert get_preset("mnist-fast").config().split == (1.0, 0.0)
     with pytest.raises(ConfigError, match="did you mean 'lenet5-classic'"):
         get_preset("lenet5-clasic")
 
@@ -93,6 +99,24 @@ def test_splits_are_saved_disjoint_and_deterministic(small_run, shared_data_dir)
     assert np.array_equal(again.indices["train"], saved["train"])
 
 
+@pytest.mark.parametrize("keep, kept_epoch", [("best", 1), ("last", 3)])
+def test_keep_chooses_the_best_or_the_last_epoch(shared_data_dir, tmp_path, monkeypatch, keep, kept_epoch):
+    import dataclasses
+
+    from digitlab.train import trainer
+
+    real, calls = trainer.evaluate, []
+
+    def worsening(*args, **kwargs):  # each val evaluation reports a lower accuracy than the one before
+        calls.append(1)
+        return dataclasses.replace(real(*args, **kwargs), accuracy=1.0 - 0.1 * len(calls))
+
+    monkeypatch.setattr(trainer, "evaluate", worsening)
+    summary = fit(quick_config(shared_data_dir, epochs=3, limit=512, keep=keep), tmp_path, progress=False,
+                  log=lambda s: None)
+    assert summary["best_epoch"] == kept_epoch == load_checkpoint(tmp_path).meta["epoch"]
+
+
 def test_checkpoint_is_self_describing(small_run):
     out, summary = small_run
     ckpt = load_checkpoint(out)
@@ -104,6 +128,13 @@ def test_checkpoint_is_self_describing(small_run):
     # temperature fitted on the val split; it must not make the test calibration worse by much
     assert meta["temperature"] == summary["temperature"] > 0
     assert summary["test_ece_calibrated"] <= summary["test_ece"] + 0.01
+    # the median top val logit, which readers compare a crop's top logit with
+    from digitlab.train.evaluate import predict_logits
+    val = np.load(out / "splits.npz")["val"]
+    from digitlab.data import load_dataset
+    images = load_dataset("mnist", "train", data_dir=meta["config"]["data_dir"]).images[val]
+    logits = predict_logits(ckpt.model, images, ckpt.normalization, 512)
+    assert abs(meta["logit_reference"] - float(logits.max(1).values.median())) < 1e-3
     assert not ckpt.model.training
 
 
@@ -209,6 +240,14 @@ def test_temperature_scaling_fixes_overconfident_logits():
     before = expected_calibration_error((3 * true_logits).softmax(1), sampled)
     after = expected_calibration_error((3 * true_logits / t).softmax(1), sampled)
     assert after < before / 3
+
+
+def test_temperature_stays_in_range_when_val_has_no_error():
+    from digitlab.train.calibrate import T_RANGE, fit_temperature
+
+    labels = torch.arange(10).repeat(50)
+    logits = torch.nn.functional.one_hot(labels, 10).float()  # every val image right: NLL falls as T -> 0
+    assert fit_temperature(logits, labels) == T_RANGE[0]
 
 
 def test_stop_at_target_ends_the_run_mid_epoch(shared_data_dir, tmp_path):

