@@ -94,3 +94,20 @@ def test_hard_variant_has_its_nuisances(test_digits):
 
     assert np.median([paper_spread(s.image) for s in hard]) > 2 * np.median([paper_spread(s.image) for s in easy])
     assert sum(len(s.lines) > 1 for s in hard) > 10 and all(len(s.lines) == 1 for s in easy)
+
+
+def test_samples_record_each_digit_box_and_their_nuisances(test_digits):
+    """Every digit's box (after the camera's skew and perspective) holds that digit's ink, and the
+    nuisances listed are the ones drawn: the benchmark breaks its figures down by them."""
+    images, labels = test_digits
+    hard = synth.generate(images, labels, synth.HARD, 40, seed=5)
+    for s in hard:
+        assert [len(b) for b in s.boxes] == [len(t) for t in s.lines]
+        dark = s.image < 128 if "inverted" not in s.nuisances else s.image > 128
+        for line in s.boxes:
+            for x, y, w, h in line:
+                assert w > 0 and h > 0 and dark[y:y + h, x:x + w].mean() > 0.05  # ink inside
+        assert not {"boxes", "ruling"} <= set(s.nuisances)  # a form has boxes or lines, not both
+    kinds = {k for s in hard for k in s.nuisances}
+    assert {"touching", "ruling", "inverted"} <= kinds
+    assert all(s.nuisances == () for s in synth.generate(images, labels, synth.EASY, 10, seed=5))

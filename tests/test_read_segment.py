@@ -106,3 +106,16 @@ def test_broken_strokes_are_merged(read_model, digits):
             broken[band, x + w // 2:x + w] = 235  # across the 4's stem (the right half), above its bar
         assert components(prepare(broken, ReadConfig()).mask) >= 4, text  # really in pieces
         assert read(broken, ckpt).text == text
+
+
+@pytest.mark.slow
+def test_ink_at_the_image_border_shorter_than_the_digits_is_not_read(read_model, digits):
+    """The edge of a table or a shadow cut by the frame: not a line of digits, not a '?'."""
+    ckpt, _ = read_model
+    img = string_image(digits, "360", gaps=[0.4, 0.4], margin=1.2)
+    x0, y0, w0, h0 = digit_boxes(img)[0]
+    cv2.rectangle(img, (x0, 0), (x0 + 2 * w0, int(0.6 * h0)), 40, -1)  # a dark band along the top edge
+    reading = read(img, ckpt)
+    assert reading.text == "360"
+    assert any("border" in m.reason for m in reading.ignored)
+    assert read(img, ckpt, ReadConfig(border_height=0)).text != "360"  # read as a line of its own without

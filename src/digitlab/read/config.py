@@ -40,14 +40,22 @@ class ReadConfig:
     # ruling lines and form boxes
     line_min_length: float = 2.0  # in text heights: longer straight horizontal ink runs are ruling lines
     line_max_thickness: float = 0.25  # in text heights: thicker runs are not lines
-    line_gap: float = 0.2  # in text heights: gaps that a faint, broken-up line may have
+    line_gap: float = 0.2  # in text heights: gaps that a faint, broken-up line may have ...
+    line_cover: float = 0.8  # ... but ink must lie under this fraction of its length (not a row of strokes)
     long_line: float = 0.7  # fraction of the image width: runs this long are lines before h is known ...
     long_line_strokes: float = 20.0  # ... if they are also at least this many stroke widths long
     box_min_height: float = 0.8  # in text heights: vertical runs this tall that end on ruling lines are box sides
+    # Boxes around single digits: thin straight runs at least box_side long, the vertical ones meeting
+    # horizontal ones at both ends, where there are at least box_min_sides such vertical sides
+    box_thickness: float = 0.7  # in stroke widths: a side is thinner across than this (0: no box search)
+    box_side: float = 0.5  # in text heights
+    box_min_sides: int = 2  # a thin 7 has one such corner, a box two
     # components and lines
     min_text_height: int = 8  # px: smaller text cannot be read
     speck_size: float = 0.25  # in text heights: components smaller in both directions are specks
     mark_size: float = 0.6  # in text heights: smaller components may be left out as marks (blots)
+    border_height: float = 0.8  # in text heights: shorter components at the image's edge are not read (a digit
+    # cut off by the edge cannot be read; most such ink is the edge of something else)
     # Fragments can only be part of a digit (the bar of a 5) or a mark (comma, dash): components shorter
     # than fragment_height that are one stroke thick (<= fragment_strokes widths) or narrow (a flat 2 is
     # short but neither)
@@ -57,8 +65,8 @@ class ReadConfig:
     protrude: float = 0.12  # in text heights: reaching this far above and below its line: a symbol ($)
     fragment_reach: float = 0.35  # in text heights: a fragment this far above or below a line still joins it
     # segmentation
-    max_digit_width: float = 1.1  # in text heights: wider single-digit candidates are penalised
-    wide_penalty: float = 6.0  # log-score lost per text height of width beyond max_digit_width
+    max_digit_width: float = 1.0  # in text heights: wider single-digit candidates are penalised
+    wide_penalty: float = 10.0  # log-score lost per text height of width beyond max_digit_width
     merge_gap: float = 0.15  # in text heights: pieces further apart are never one digit
     merge_penalty: float = 0.6  # log-score cost of joining two components merge_gap apart into one digit ...
     merge_overlap: float = 1.5  # ... and the log-score gained per unit of their horizontal overlap
@@ -72,12 +80,14 @@ class ReadConfig:
     cut_turn: float = 0.2  # cost of a cut path's sideways step, in ink pixels
     cut_max_strokes: float = 2.5  # a cut crosses one run of ink at most this many stroke widths long ...
     force_width: float = 1.1  # ... unless the component is wider (in text heights) than one digit can be
-    max_cuts: int = 3  # cut paths kept per component
+    max_cuts: int = 6  # cut paths kept per component
+    cut_apart: float = 0.06  # in text heights: paths closer than this on average are one cut (the cheaper kept)
+    sliver_width: float = 0.7  # in stroke widths: a narrower piece between two cuts is no digit alone
     max_pieces: int = 6  # a digit is built from at most this many pieces
     skip_cut_penalty: float = 3.0  # log-score cost of leaving out a piece cut off a component (not a mark)
     # "Looks like a digit": a sigmoid of the crop's top logit over a real digit's typical one (see
     # recognize.typical_logit), one half at digit_logit, rising over digit_logit_softness
-    digit_logit: float = 0.55
+    digit_logit: float = 0.7
     digit_logit_softness: float = 0.1
     # recognition
     reject_below: float = 0.5  # calibrated confidence under which a digit is reported as '?'

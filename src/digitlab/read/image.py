@@ -165,6 +165,7 @@ def prepare(gray: np.ndarray, cfg: ReadConfig, scale: float = 1.0, source: str =
     ruling = remove_long_lines(mask, cfg, sw) | remove_frames(mask, cfg.min_text_height)
     h = text_height(mask & (1 - ruling), cfg.min_text_height)
     ruling |= remove_lines(mask, cfg, h, ruling)
+    ruling |= remove_boxes(mask, cfg, h, sw)
     if cfg.binarization == "sauvola":
         mask = sauvola(ink, max(3, round(cfg.sauvola_window * h)), cfg.sauvola_k, cfg.min_contrast)
     mask = repair_crossings(mask, ruling, h * cfg.line_max_thickness)
@@ -387,10 +388,12 @@ def _warp(a: np.ndarray, m: np.ndarray, nearest: bool = False) -> np.ndarray:
 
 # --- ruling lines and boxes -----------------------------------------------------------------------
 
-def _horizontal_runs(mask: np.ndarray, length: int, max_thickness: float, gap: int) -> np.ndarray:
+def _horizontal_runs(mask: np.ndarray, length: int, max_thickness: float, gap: int,
+                     min_cover: float = 0.8) -> np.ndarray:
     """Ink pixels on straight horizontal runs at least `length` long, in bands no thicker than
-    max_thickness. Gaps up to `gap` px (a faint line breaks up when binarized) are bridged, and a line
-    may drift by a pixel (what deskewing leaves of a photo's perspective)."""
+    max_thickness. Gaps up to `gap` px (a faint line breaks up when binarized) are bridged if ink still
+    lies under min_cover of the run's length, and a line may drift by a pixel (what deskewing leaves of
+    a photo's perspective)."""
     length = max(3, int(length))
     if length >= mask.shape[1] or mask.sum(1).max(initial=0) < length - 2 * gap:
         return np.zeros_like(mask)  # no row holds enough ink for such a run
@@ -405,6 +408,11 @@ def _horizontal_runs(mask: np.ndarray, length: int, max_thickness: float, gap: i
     thick = stats[:, cv2.CC_STAT_AREA] / np.maximum(stats[:, cv2.CC_STAT_WIDTH], 1)
     keep = thick <= max(3.0, max_thickness + 2)  # + 2: the pixel of slack on each side
     keep[0] = False
+    # A row of separate strokes (digits in adjacent boxes, the boxes' sides between them) is no line
+    for i in np.flatnonzero(keep):
+        x, y, w, hh = (int(v) for v in stats[i, :4])
+        inked = ((labels[y:y + hh, x:x + w] == i) & (mask[y:y + hh, x:x + w] > 0)).any(0)
+        keep[i] = inked.mean() >= min_cover
     # The line's own pixels, and the ink fused to them a pixel above or below (where a stroke runs
     # along the line); strokes that cross it are restored by repair_crossings
     return cv2.dilate(keep[labels].astype(np.uint8), rect(cv2.MORPH_RECT, (1, 3))) & mask
@@ -442,7 +450,7 @@ def remove_lines(mask: np.ndarray, cfg: ReadConfig, h: float, ruling: np.ndarray
     box_min_height tall whose two ends meet a horizontal line (this pass's or one in `ruling`)."""
     rest = mask & (1 - ruling)
     thick = cfg.line_max_thickness * h
-    horiz = _horizontal_runs(rest, cfg.line_min_length * h, thick, int(cfg.line_gap * h))
+    horiz = _horizontal_runs(rest, cfg.line_min_length * h, thick, int(cfg.line_gap * h), cfg.line_cover)
     lines = ruling | horiz
     if not lines.any():
         return horiz
@@ -457,6 +465,47 @@ def remove_lines(mask: np.ndarray, cfg: ReadConfig, h: float, ruling: np.ndarray
             keep[i] = near[y, x:x + w].any() and near[y + hh - 1, x:x + w].any()
         horiz = horiz | keep[labels].astype(np.uint8)
     return horiz
+
+
+def remove_boxes(mask: np.ndarray, cfg: ReadConfig, h: float, sw: float) -> np.ndarray:
+    """The sides of printed boxes, one around each digit, that remove_frames missed (a digit touching its
+    box, boxes touching each other, a box a little out of square): straight runs of ink thinner across
+    than box_thickness stroke widths and at least box_side text heights long, where they meet at corners
+    and at least box_min_sides vertical ones do. A digit's bars and stems are as thick as its strokes."""
+    none = np.zeros_like(mask)
+    if cfg.box_thickness <= 0:
+        return none
+    # On the whole mask: the parts of frames that remove_frames peeled off still mark the corners
+    k = int(math.ceil(cfg.box_thickness * sw)) + 1  # ink runs across shorter than this are thin
+    rect = cv2.getStructuringElement
+    thin_x = mask & (1 - cv2.morphologyEx(mask, cv2.MORPH_OPEN, rect(cv2.MORPH_RECT, (k, 1))))
+    gap = max(1, int(round(sw)))  # strokes that cross a side interrupt it
+    vert = _horizontal_runs(thin_x.T.copy(), cfg.box_side * h, k, gap).T
+    if not vert.any():
+        return none
+    thin_y = mask & (1 - cv2.morphologyEx(mask, cv2.MORPH_OPEN, rect(cv2.MORPH_RECT, (1, k))))
+    horiz = _horizontal_runs(thin_y, cfg.box_side * h, k, gap)
+    # A box's sides meet at its corners: a vertical one meets horizontal ones at both ends (the stem of
+    # a 7 meets its bar only at the top, a thin 1 nothing)
+    r = max(3, int(round(sw))) | 1
+    near = cv2.dilate(horiz, np.ones((r, r), np.uint8)) > 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(vert, connectivity=8)
+    keep = np.zeros(n, bool)
+    for i in range(1, n):
+        x, y, w, hh = (int(v) for v in stats[i, :4])
+        keep[i] = near[y:y + r, x:x + w].any() and near[y + hh - r:y + hh, x:x + w].any()
+    if keep.sum() < cfg.box_min_sides:
+        return none
+    sides = keep[labels].astype(np.uint8)
+    return sides | _touching(horiz, cv2.dilate(sides, np.ones((r, r), np.uint8)))
+
+
+def _touching(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The connected components of mask a that touch mask b."""
+    n, labels = cv2.connectedComponents(a, connectivity=8)
+    hit = np.bincount(labels[(b > 0) & (a > 0)], minlength=n) > 0
+    hit[0] = False
+    return hit[labels].astype(np.uint8)
 
 
 def repair_crossings(mask: np.ndarray, ruling: np.ndarray, thickness: float) -> np.ndarray:

@@ -32,10 +32,11 @@ class Piece:
     cut_cost: float = 0.0  # cost of the cut on its left (0 for part 0)
     pixels: np.ndarray | None = None  # bool over the component's box: the piece's pixels (None: all)
     small: bool = False  # a whole component smaller than a digit: read only if it looks like one (a blot)
+    sliver: bool = False  # narrower than a stroke, between two cuts of one joint: never a digit alone
 
     @property
     def skippable(self) -> bool:
-        return self.fragment or self.small
+        return self.fragment or self.small or self.sliver
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
         x, y, w, hh, _ = (int(v) for v in stats[i])
         if max(w, hh) < cfg.speck_size * h:
             marks.append(Mark((x, y, w, hh), "speck"))
+        elif hh < cfg.border_height * h and _at_border(page, (x, y, w, hh)):
+            marks.append(Mark((x, y, w, hh), "at the image border, shorter than the digits (an edge, a shadow)"))
         elif is_fragment(w, hh, cfg, h, sw):
             fragments.append(i)
         else:
@@ -134,6 +137,12 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
         pieces.sort(key=lambda p: p.box[0] + p.box[2] / 2)
         lines.append(Line(pieces=pieces, top=bt, bottom=bb, cuts=_boundary_costs(pieces)))
     return Layout(labels=labels, stats=stats, lines=lines, marks=marks)
+
+
+def _at_border(page: Page, box: tuple[int, int, int, int]) -> bool:
+    """Whether a box (work coordinates) reaches the edge of the original image."""
+    x, y, w, hh = page.to_original(box)
+    return x <= 1 or y <= 1 or x + w >= page.size[0] - 1 or y + hh >= page.size[1] - 1
 
 
 def is_fragment(w: float, hh: float, cfg: ReadConfig, h: float, sw: float) -> bool:
@@ -192,7 +201,7 @@ def _pieces(labels: np.ndarray, stats: np.ndarray, i: int, cfg: ReadConfig, h: f
             continue
         box = (x + int(pc[0]), y + int(rows[0]), int(pc[-1] - pc[0] + 1), int(rows[-1] - rows[0] + 1))
         pieces.append(Piece(i, len(pieces), box, is_fragment(box[2], box[3], cfg, h, sw), cost if pieces else 0.0,
-                            pixels=part))
+                            pixels=part, sliver=box[2] < cfg.sliver_width * sw))
         cost = 0.0
     return pieces if len(pieces) > 1 else [whole]
 
@@ -238,7 +247,7 @@ def cut_paths(own: np.ndarray, cfg: ReadConfig, h: float, sw: float,
         # Touching digits are each about as tall as the pair; the bowl cut off a 6 or a 9 is not
         if min(np.count_nonzero(left.any(1)), np.count_nonzero(right.any(1))) < cfg.piece_height * hh:
             continue
-        if any(np.abs(path - p).mean() < margin for p, _ in found):
+        if any(np.abs(path - p).mean() < cfg.cut_apart * h for p, _ in found):
             continue
         found.append((path, cfg.split_penalty * (max(1.0, crossed / sw) + max(0, runs - 1))))
         if len(found) >= cfg.max_cuts:
@@ -318,7 +327,7 @@ def candidates(lay: Layout, cfg: ReadConfig, h: float) -> list[Candidate]:
                 width = (x1 - x0) / h
                 if width > cfg.max_digit_width + 0.6 and j > i:  # a lone piece stays, to be rejected
                     break
-                if all(p.fragment for p in ps[i:j + 1]):
+                if all(p.fragment for p in ps[i:j + 1]) or (j == i and ps[i].sliver):
                     continue
                 prior = cfg.digit_bonus - cfg.wide_penalty * max(0.0, width - cfg.max_digit_width) + joins
                 whole = len(seen) == 1 and parts[ps[i].label] == j - i + 1

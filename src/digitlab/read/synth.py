@@ -59,12 +59,17 @@ HARD = SynthSpec(name="hard", lines=(1, 3), digits=(1, 10), height=(24, 72), siz
 VARIANTS = {s.name: s for s in (EASY, HARD)}
 
 
+Box = tuple[int, int, int, int]  # (x, y, w, h) in pixels
+
+
 @dataclass(frozen=True)
 class Sample:
     image: np.ndarray  # (H, W) uint8 grayscale
     lines: tuple[str, ...]  # the digit string of each line, top to bottom
     indices: tuple[tuple[int, ...], ...]  # per line, the index of each digit in the images given
     jpeg: bytes | None  # the JPEG file when the variant compresses; image is its decoded pixels
+    boxes: tuple[tuple[Box, ...], ...] = ()  # per line, each digit's box in the image (after the camera)
+    nuisances: tuple[str, ...] = ()  # which of "boxes", "ruling", "touching", "overlapping", "inverted" it has
 
     @property
     def text(self) -> str:
@@ -77,12 +82,14 @@ def make_sample(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, rng: np
     boxes = rng.random() < spec.boxes
     ruling = not boxes and rng.random() < spec.ruling
     slant = rng.uniform(-spec.slant, spec.slant)
-    lines, texts, baselines, indices = [], [], [], []
+    lines, texts, baselines, indices, glyph_boxes = [], [], [], [], []
+    nuisances = ["boxes"] if boxes else ["ruling"] if ruling else []
     for _ in range(rng.integers(spec.lines[0], spec.lines[1] + 1)):
         n = int(rng.integers(spec.digits[0], spec.digits[1] + 1))
         picks = rng.integers(0, len(digits), n)
-        ink, box_spans = _line(digits[picks], h, slant, spec, rng, boxed=boxes)
+        ink, box_spans, digit_boxes = _line(digits[picks], h, slant, spec, rng, boxed=boxes, pairs=nuisances)
         lines.append((ink, box_spans))
+        glyph_boxes.append(digit_boxes)
         texts.append("".join(str(int(labels[i])) for i in picks))
         indices.append(tuple(int(i) for i in picks))
 
@@ -93,9 +100,12 @@ def make_sample(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, rng: np
     height = int(pad[2] + pad[3] + step * (len(lines) - 1) + 1.6 * h)
     canvas = np.zeros((height, width), np.float32)
     frames = []  # (x0, x1, top, bottom) of each box
+    corners = []  # per line, each digit's box corners on the canvas
     for k, (ink, box_spans) in enumerate(lines):
         top = int(pad[2] + k * step)
         left = int(pad[0] + rng.uniform(0, 0.5) * h)
+        corners.append([np.float64([[left + x, top + y], [left + x + w, top + y], [left + x + w, top + y + gh],
+                                    [left + x, top + y + gh]]) for x, y, w, gh in glyph_boxes[k]])
         ih, iw = ink.shape
         region = canvas[top:top + ih, left:left + iw]
         np.maximum(region, ink[: region.shape[0], : region.shape[1]], out=region)
@@ -123,15 +133,27 @@ def make_sample(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, rng: np
         r = rng.uniform(0.6, 0.04 * h + 0.6)
         cy, cx = rng.uniform(0, height), rng.uniform(0, width)
         cv2.circle(img, (int(cx), int(cy)), int(round(r)), float(ink_level), -1)
-    img = _camera(img, spec, rng)
+    img, m = _camera(img, spec, rng)
+    placed = tuple(tuple(_map_corners(c, m, img.shape) for c in line) for line in corners)
     if rng.random() < spec.invert:
         img = 255 - img
+        nuisances.append("inverted")
     jpeg = None
     if spec.jpeg:
         quality = int(rng.integers(spec.jpeg[0], spec.jpeg[1] + 1))
         jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
         img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
-    return Sample(image=img, lines=tuple(texts), indices=tuple(indices), jpeg=jpeg)
+    return Sample(image=img, lines=tuple(texts), indices=tuple(indices), jpeg=jpeg, boxes=placed,
+                  nuisances=tuple(dict.fromkeys(nuisances)))
+
+
+def _map_corners(corners: np.ndarray, m: np.ndarray, shape: tuple[int, int]) -> Box:
+    """The (x, y, w, h) box enclosing 4 canvas points after the camera's homography m, clipped to the image."""
+    p = np.c_[corners, np.ones(4)] @ m.T
+    p = p[:, :2] / p[:, 2:]
+    x0, y0 = np.floor(p.min(0)).clip(0)
+    x1, y1 = np.ceil(p.max(0)).clip(0, [shape[1], shape[0]])
+    return int(x0), int(y0), int(max(0, x1 - x0)), int(max(0, y1 - y0))
 
 
 def _digit(img28: np.ndarray, h: float, slant: float, stroke: float) -> np.ndarray:
@@ -155,9 +177,10 @@ def _digit(img28: np.ndarray, h: float, slant: float, stroke: float) -> np.ndarr
     return big[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
-def _line(imgs: np.ndarray, h: float, slant: float, spec: SynthSpec, rng: np.random.Generator,
-          boxed: bool) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """A line of digits sitting on a common baseline: float ink (about 1.6h tall) and each comb box's x span."""
+def _line(imgs: np.ndarray, h: float, slant: float, spec: SynthSpec, rng: np.random.Generator, boxed: bool,
+          pairs: list[str] | None = None) -> tuple[np.ndarray, list[tuple[float, float]], list[Box]]:
+    """A line of digits sitting on a common baseline: float ink (about 1.6h tall), each comb box's x span
+    and each digit's (x, y, w, h) box in the line. Touching and overlapping pairs are noted in `pairs`."""
     glyphs = []
     for img in imgs:
         hd = h * (1 + rng.uniform(-spec.size_jitter, spec.size_jitter))
@@ -168,7 +191,7 @@ def _line(imgs: np.ndarray, h: float, slant: float, spec: SynthSpec, rng: np.ran
     width = int(sum(g.shape[1] for g in glyphs) + len(glyphs) * (h * max(spec.gap[1], 0.5) + 2 * h)) + 4
     line = np.zeros((height, width), np.float32)
     x = 0.0
-    spans = []
+    spans, placed = [], []
     for k, g in enumerate(glyphs):
         gh, gw = g.shape
         bottom = int(np.clip(baseline + rng.uniform(-0.05, 0.05) * h, gh, height))
@@ -181,18 +204,21 @@ def _line(imgs: np.ndarray, h: float, slant: float, spec: SynthSpec, rng: np.ran
                 xi = int(x + rng.uniform(0.5, 0.8) * h)
             elif mode < spec.touch + spec.overlap:
                 depth = 1.0 if mode < spec.touch else 0.1 * h
+                if pairs is not None:
+                    pairs.append("touching" if mode < spec.touch else "overlapping")
                 xi = _touching_offset(line, g, top, x, depth, h)
             else:
                 xi = int(round(x + rng.uniform(*spec.gap) * h))
         xi = max(0, xi)
         region = line[top:bottom, xi:xi + gw]
         np.maximum(region, g[:, : region.shape[1]], out=region)
+        placed.append((xi, top, min(gw, region.shape[1]), gh))
         if boxed:
             spans.append((xi - 0.2 * h, xi + gw + 0.2 * h))
         x = max(x, xi + gw)
     cols = np.flatnonzero(line.max(0) > 0)
     line = line[:, : cols[-1] + 2] if cols.size else line[:, :2]
-    return line, spans
+    return line, spans, placed
 
 
 def _touching_offset(line: np.ndarray, g: np.ndarray, top: int, right: float, depth: float, h: float) -> int:
@@ -229,9 +255,10 @@ def _paper(shape: tuple[int, int], spec: SynthSpec, rng: np.random.Generator) ->
     return paper
 
 
-def _camera(img: np.ndarray, spec: SynthSpec, rng: np.random.Generator) -> np.ndarray:
-    """Skew, mild perspective, defocus and sensor noise; returns uint8."""
+def _camera(img: np.ndarray, spec: SynthSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Skew, mild perspective, defocus and sensor noise -> (uint8 image, 3x3 homography applied)."""
     hh, ww = img.shape
+    m = np.eye(3)
     if spec.skew or spec.perspective:
         src = np.float32([[0, 0], [ww, 0], [ww, hh], [0, hh]])
         jitter = rng.uniform(-spec.perspective, spec.perspective, (4, 2)) * np.float32([ww, hh]) \
@@ -246,7 +273,7 @@ def _camera(img: np.ndarray, spec: SynthSpec, rng: np.random.Generator) -> np.nd
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
     img = img + rng.normal(0, rng.uniform(*spec.noise), img.shape).astype(np.float32)
-    return np.clip(img, 0, 255).round().astype(np.uint8)
+    return np.clip(img, 0, 255).round().astype(np.uint8), m
 
 
 def line_ink(glyphs: list[np.ndarray], height: float = 48.0, gaps: list[float | None] | None = None,

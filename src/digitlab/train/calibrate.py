@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
 T_RANGE = (0.05, 20.0)  # with no val error the NLL falls towards T -> 0; the bound keeps T usable
 
 
