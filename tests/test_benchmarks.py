@@ -13,6 +13,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 @pytest.mark.parametrize("script, expected", [
     ("train_throughput.py", "img/s"),
     ("time_to_accuracy.py", "| 50.0% | digitlab --preset mnist-fast | 1/1 |"),
+    ("best_accuracy.py", "Mean over 1 seeds: test accuracy"),
 ])
 def test_benchmark_dry_run(shared_data_dir, script, expected):
     result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--data-dir", str(shared_data_dir),
