@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import report as report_io
 import torch
-from read_synthetic import calibrated_checkpoint
+from read_synthetic import add_reader_options, open_reader
 
 from digitlab.read import ReadConfig, read, segment, synth
 from digitlab.read.image import load_gray, prepare
@@ -50,19 +50,13 @@ def photo(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=os.environ.get("DIGITLAB_MODEL"), help="run folder or .safetensors")
-    parser.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"))
+    add_reader_options(parser)
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--dry-run", action="store_true", help="5 runs, nothing saved")
     args = parser.parse_args()
-    if not args.checkpoint:
-        parser.error("--checkpoint is required (or set $DIGITLAB_MODEL)")
     if args.dry_run:
         args.runs = 5
-    torch.set_num_threads(args.threads)
-    ckpt = calibrated_checkpoint(args.checkpoint, args.data_dir)
-    images, labels = synth.load_test_digits(args.data_dir)
+    ckpt, images, labels = open_reader(parser, args)
     img, truth = photo(images, labels, seed=0)
     cfg = ReadConfig()
     with tempfile.TemporaryDirectory() as tmp:

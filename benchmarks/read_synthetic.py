@@ -28,7 +28,7 @@ from digitlab.data import load_dataset
 from digitlab.read import ReadConfig, synth
 from digitlab.read.evaluate import FAILURES, evaluate_items
 from digitlab.train import Checkpoint, load_checkpoint, predict_logits
-from digitlab.train.calibrate import fit_temperature
+from digitlab.train.calibrate import fit_temperature, logit_reference
 
 SEEDS = {"easy": 1, "hard": 2}
 NUISANCES = ("none of these", "touching", "overlapping", "ruling", "boxes", "inverted")
@@ -59,31 +59,42 @@ def calibrated_checkpoint(path: str, data_dir: str | None, log=print) -> Checkpo
     if "temperature" in missing:
         ckpt.meta["temperature"] = fit_temperature(logits, train.labels[idx])
     if "logit_reference" in missing:
-        ckpt.meta["logit_reference"] = float(logits.max(1).values.median())
+        ckpt.meta["logit_reference"] = logit_reference(logits)
     log(f"note: the checkpoint has no {' or '.join(missing)}; fitted on {len(idx)} held-out train digits "
         f"from {where}: temperature {ckpt.meta['temperature']:.3f}, logit reference "
         f"{ckpt.meta['logit_reference']:.2f}")
     return ckpt
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_reader_options(parser: argparse.ArgumentParser) -> None:
+    """The options the reading benchmarks share: the checkpoint, the data and the thread count."""
     parser.add_argument("--checkpoint", default=os.environ.get("DIGITLAB_MODEL"), help="run folder or .safetensors")
     parser.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
+
+
+def open_reader(parser: argparse.ArgumentParser, args) -> tuple[Checkpoint, np.ndarray, np.ndarray]:
+    """The calibrated checkpoint and the MNIST *test* digits the synthetic images are drawn from."""
+    if not args.checkpoint:
+        parser.error("--checkpoint is required (or set $DIGITLAB_MODEL)")
+    torch.set_num_threads(args.threads)
+    ckpt = calibrated_checkpoint(args.checkpoint, args.data_dir)
+    images, labels = synth.load_test_digits(args.data_dir)
+    return ckpt, images, labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_reader_options(parser)
     parser.add_argument("--n", type=int, default=500, help="images per variant")
     parser.add_argument("--variants", default="easy,hard")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--write", metavar="DIR", help="also write the images and labels.csv (for eval-read)")
     parser.add_argument("--ablations", action="store_true", help="also the hard variant minus one nuisance group")
     parser.add_argument("--dry-run", action="store_true", help="20 images per variant, nothing saved")
     args = parser.parse_args()
-    if not args.checkpoint:
-        parser.error("--checkpoint is required (or set $DIGITLAB_MODEL)")
     if args.dry_run:
         args.n = 20
-    torch.set_num_threads(args.threads)
-    ckpt = calibrated_checkpoint(args.checkpoint, args.data_dir)
-    images, labels = synth.load_test_digits(args.data_dir)
+    ckpt, images, labels = open_reader(parser, args)
     raw_predictions = predict_logits(ckpt.model, torch.from_numpy(images), ckpt.normalization).argmax(1).numpy()
     cfg = ReadConfig()
 

@@ -24,6 +24,12 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
     return min(max(float(log_t.detach().exp()), T_RANGE[0]), T_RANGE[1])
 
 
+def logit_reference(logits: torch.Tensor) -> float:
+    """The median top logit over held-out images: what a real digit's top logit typically is. Readers
+    compare a crop's top logit with it, since softmax saturates on crops that are not one digit."""
+    return float(logits.max(1).values.median())
+
+
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
     """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
     confidence, pred = probs.max(1)

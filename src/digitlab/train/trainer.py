@@ -33,7 +33,7 @@ from digitlab.data import (
 )
 from digitlab.errors import ConfigError
 from digitlab.models import create_model, init_weights
-from digitlab.train.calibrate import fit_temperature
+from digitlab.train.calibrate import fit_temperature, logit_reference
 from digitlab.train.checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from digitlab.train.config import TrainConfig
 from digitlab.train.evaluate import Evaluation, evaluate, predict_logits
@@ -305,14 +305,13 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log, reached) 
     """Test the best checkpoint, draw the plots and write summary.json."""
     norm = get_spec(cfg.dataset).normalization
     test: Evaluation | None = None
-    temperature, logit_reference = 1.0, None
+    temperature, reference = 1.0, None
     if best["epoch"]:
         model = load_checkpoint(out).model
         if data.val is not None:
             val_logits = predict_logits(model, data.val.images, norm, cfg.eval_batch_size)
             temperature = fit_temperature(val_logits, data.val.labels)
-            # the typical top logit of a real digit: readers compare a crop's against it (softmax saturates)
-            logit_reference = float(val_logits.max(1).values.median())
+            reference = logit_reference(val_logits)
         test = evaluate(model, data.test, norm, len(data.classes), cfg.eval_batch_size)
     vals = [r["val_accuracy"] for r in history if r["val_accuracy"] is not None]
     summary = {
@@ -341,7 +340,7 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log, reached) 
                        title=f"{cfg.model} on {cfg.dataset} test: accuracy {test.accuracy:.4f}")
         np.savetxt(out / "confusion.csv", test.confusion.numpy(), fmt="%d", delimiter=",")
         save_checkpoint(out, model, {**meta, "epoch": best["epoch"], "temperature": temperature,
-                                     "logit_reference": logit_reference, "metrics": {
+                                     "logit_reference": reference, "metrics": {
             k: summary[k] for k in ("best_val_accuracy", "test_accuracy", "test_loss", "test_ece_calibrated")}})
         pairs = ", ".join(f"{d['true']}->{d['predicted']} ({d['count']})" for d in summary["most_confused"])
         log(f"test accuracy {test.accuracy:.4f} (best epoch {best['epoch']}); most confused: {pairs}")
