@@ -29,6 +29,7 @@ from digitlab.data import (
     to_model_input,
     to_unit,
 )
+from digitlab.data.augment import affine_grid
 from digitlab.errors import ConfigError, DatasetError
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -439,6 +440,13 @@ def test_tiny_transform_is_near_identity(batch):
     """No flip, offset or half-pixel shift hides in the sampling grid."""
     out = Augment(rotation=1e-4, translate=1e-6, scale=(1 - 1e-6, 1))(batch, torch.Generator().manual_seed(0))
     assert (out - batch).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("h, w", [(28, 28), (5, 9)])
+def test_affine_grid_matches_torch(h, w):
+    theta = torch.randn(16, 2, 3, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.affine_grid(theta, [16, 1, h, w], align_corners=False)
+    torch.testing.assert_close(affine_grid(theta, h, w), expected)
 
 
 def test_scale_and_translate_go_the_right_way(batch):

@@ -64,7 +64,7 @@ class Augment:
         ], 1)
         inv = torch.linalg.inv(fwd)
         theta = torch.cat([inv, -(inv @ shift[:, :, None])], 2)  # (B, 2, 3)
-        grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)  # (B, H, W, 2) as (x, y) in [-1, 1]
+        grid = affine_grid(theta, h, w)  # (B, H, W, 2) as (x, y) in [-1, 1]
         if self.elastic_alpha:
             grid = grid + self._displacement(b, h, w, dev, generator).to(x.device)
         return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -93,6 +93,17 @@ class Augment:
             key = _NAMES.get(f.name, f.name)
             parts.append(f"{key}={v[0]:g}:{v[1]:g}" if f.name == "scale" else f"{key}={v:g}")
         return ",".join(parts)
+
+
+def affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """F.affine_grid(theta, (B, C, h, w), align_corners=False) as one matrix product.
+
+    The same grid; on a CPU F.affine_grid broadcasts a batched matmul and costs about 1.3 ms for
+    128 28x28 samples (most of the augmentation's time), this about 0.1 ms."""
+    ys = (torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1  # pixel centres
+    xs = (torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1
+    base = torch.stack([xs.expand(h, w), ys[:, None].expand(h, w), torch.ones_like(xs).expand(h, w)], -1)
+    return torch.einsum("pk,bjk->bpj", base.view(-1, 3), theta).view(len(theta), h, w, 2)
 
 
 _KEYS = {"rotation": "rotation", "scale": "scale", "translate": "translate", "shear": "shear",
