@@ -7,7 +7,7 @@ the lenet5-classic split). Prints a table and saves JSON + Markdown under benchm
     python benchmarks/train_throughput.py --data-dir ../shared/datasets [--images 4096] [--models 'lenet*']
 
 With --compile each model is also trained through torch.compile (TrainConfig.compile): the second
-epoch gives the compiled throughput, the first epoch's extra seconds the compile time, and the table
+epoch gives the compiled throughput, the first epoch's extra seconds the (cold) compile time, and the table
 says after how many MNIST epochs compiling pays for itself. Saved as train_throughput_compile.
 """
 
@@ -28,6 +28,10 @@ from digitlab.train import TrainConfig, fit
 
 
 def measure(model: str, data_dir: str, images: int, batch_size: int, compile: bool = False) -> dict:
+    if compile:  # measure a first (cold) compile, not a hit in inductor's on-disk cache of an earlier run
+        import torch._inductor.config
+
+        torch._inductor.config.force_disable_caches = True
     cfg = TrainConfig(model=model, dataset="mnist", data_dir=data_dir, epochs=2, limit=images,
                       batch_size=batch_size, optimizer="adam", lr=1e-3, split=(4, 1), compile=compile)
     with tempfile.TemporaryDirectory() as out:
