@@ -173,6 +173,17 @@ def test_fastcnn_stages_depth_and_dropout():
         create_model("fastcnn", depth=0)
 
 
+def test_fastcnn_stem_runs_at_full_resolution():
+    model = create_model("fastcnn", channels=[8, 16], stem=2, first_kernel=3)
+    convs = [m for m in model.features.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs] == [(1, 8, 1), (8, 8, 1), (8, 8, 2),
+                                                                             (8, 16, 2)]
+    assert model.features[:2](torch.zeros(1, 1, 28, 28)).shape == (1, 8, 28, 28)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ModelError, match="stem"):
+        create_model("fastcnn", stem=-1)
+
+
 def test_unknown_model_suggests_a_close_name():
     with pytest.raises(ModelError, match="lenet5") as e:
         create_model("lenet")

@@ -17,17 +17,21 @@ class FastCNN(Classifier):
     activation map at 14x14 or smaller. (16, 32, 64) gives 98.8-98.9% after one MNIST epoch.
 
     Each stage is one stride-2 conv followed by `depth - 1` stride-1 3x3 convs of the same width.
-    Dropout before the head is off by default."""
+    `stem` stride-1 3x3 convs of the first stage's width may run at full resolution first (off by
+    default: they cost more than all the rest). Dropout before the head is off by default."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, channels: Sequence[int] = (16, 32, 64),
-                 first_kernel: int = 5, depth: int = 1, dropout: float = 0.0):
+                 first_kernel: int = 5, depth: int = 1, dropout: float = 0.0, stem: int = 0):
         super().__init__()
         if not channels:
             raise ModelError("fastcnn: channels must name at least one layer width")
         if depth < 1:
             raise ModelError(f"fastcnn: depth must be at least 1, got {depth}")
-        widths = [in_channels, *channels]
-        layers: list[nn.Module] = []
+        if stem < 0:
+            raise ModelError(f"fastcnn: stem must be 0 or more convs, got {stem}")
+        layers: list[nn.Module] = [ConvBnAct(in_channels if i == 0 else channels[0], channels[0], 3)
+                                   for i in range(stem)]
+        widths = [channels[0] if stem else in_channels, *channels]
         for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])):
             layers.append(ConvBnAct(c_in, c_out, first_kernel if i == 0 else 3, stride=2))
             layers += [ConvBnAct(c_out, c_out, 3) for _ in range(depth - 1)]
