@@ -9,6 +9,7 @@ hard 12 and 13), never on the reported ones.
 
     python benchmarks/read_synthetic.py --checkpoint runs/lenet5-improved --data-dir ../shared/datasets
     python benchmarks/read_synthetic.py --checkpoint ... --write /tmp/synth   # also write the images
+    python benchmarks/read_synthetic.py --checkpoint ... --verifier runs/verifier  # (digitlab train-verifier)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from digitlab.data import load_dataset
 from digitlab.read import ReadConfig, synth
 from digitlab.read.evaluate import FAILURES, evaluate_items
+from digitlab.read.verifier import load_verifier
 from digitlab.train import Checkpoint, load_checkpoint, predict_logits
 from digitlab.train.calibrate import fit_temperature, logit_reference
 
@@ -66,21 +68,37 @@ def calibrated_checkpoint(path: str, data_dir: str | None, log=print) -> Checkpo
     return ckpt
 
 
+def checker_path(args, checker: Checkpoint | None) -> str | None:
+    """Where the verifier in use came from, for the reports."""
+    if checker is None:
+        return None
+    return args.verifier if args.verifier not in (None, "none") else str(Path(args.checkpoint) / "verifier")
+
+
 def add_reader_options(parser: argparse.ArgumentParser) -> None:
     """The options the reading benchmarks share: the checkpoint, the data and the thread count."""
     parser.add_argument("--checkpoint", default=os.environ.get("DIGITLAB_MODEL"), help="run folder or .safetensors")
     parser.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
+    parser.add_argument("--verifier", default=os.environ.get("DIGITLAB_VERIFIER"),
+                        help="verifier checkpoint (`digitlab train-verifier`); default $DIGITLAB_VERIFIER, else "
+                             "CHECKPOINT/verifier when it exists; 'none': without one")
 
 
-def open_reader(parser: argparse.ArgumentParser, args) -> tuple[Checkpoint, np.ndarray, np.ndarray]:
-    """The calibrated checkpoint and the MNIST *test* digits the synthetic images are drawn from."""
+def open_reader(parser: argparse.ArgumentParser, args,
+                ) -> tuple[Checkpoint, Checkpoint | None, np.ndarray, np.ndarray]:
+    """The calibrated checkpoint, the verifier (or None) and the MNIST *test* digits the synthetic
+    images are drawn from."""
     if not args.checkpoint:
         parser.error("--checkpoint is required (or set $DIGITLAB_MODEL)")
     torch.set_num_threads(args.threads)
     ckpt = calibrated_checkpoint(args.checkpoint, args.data_dir)
+    name = args.verifier
+    if name is None and (Path(args.checkpoint) / "verifier").is_dir():
+        name = str(Path(args.checkpoint) / "verifier")
+    checker = load_verifier(name) if name and name != "none" else None
     images, labels = synth.load_test_digits(args.data_dir)
-    return ckpt, images, labels
+    return ckpt, checker, images, labels
 
 
 def main() -> None:
@@ -94,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.dry_run:
         args.n = 20
-    ckpt, images, labels = open_reader(parser, args)
+    ckpt, checker, images, labels = open_reader(parser, args)
     raw_predictions = predict_logits(ckpt.model, torch.from_numpy(images), ckpt.normalization).argmax(1).numpy()
     cfg = ReadConfig()
 
@@ -107,7 +125,8 @@ def main() -> None:
         samples = synth.generate(images, labels, spec, args.n, seed)
         if args.write and name in synth.VARIANTS:
             synth.write_benchmark(Path(args.write) / name, images, labels, spec, args.n, seed)
-        report, items = evaluate_items(((str(i), s.image, s.text) for i, s in enumerate(samples)), ckpt, cfg)
+        report, items = evaluate_items(((str(i), s.image, s.text) for i, s in enumerate(samples)), ckpt, cfg,
+                                       verifier=checker)
         digits = [len(s.text.replace(" ", "")) for s in samples]
         # The ceiling: images whose every digit the model reads right on its own 28x28 MNIST image
         used = np.array(sorted({i for s in samples for line in s.indices for i in line}))
@@ -136,12 +155,18 @@ def main() -> None:
 
     env = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
+    verifier = {"path": checker_path(args, checker), "model": checker.meta["model"],
+                "metrics": checker.meta["metrics"]} if checker is not None else None
     out = {"benchmark": "read_synthetic", "checkpoint": str(args.checkpoint), "model": ckpt.meta["model"],
+           "verifier": verifier,
            "temperature": ckpt.meta["temperature"], "logit_reference": ckpt.meta["logit_reference"],
            "config": cfg.to_dict(), "env": env, "results": results, "seconds": time.perf_counter() - started}
     md = [f"# Reading synthetic digit strings ({ckpt.meta['model']}, {args.checkpoint})", "",
           "Strings of 1-10 MNIST *test* digits drawn by `digitlab.read.synth` (see `EASY`, `HARD`), read by "
-          "`digitlab.read.read` with the default `ReadConfig`. Exact match: the whole image's string right "
+          "`digitlab.read.read` with the default `ReadConfig`, "
+          + (f"verifier {verifier['model']} ({verifier['path']}, trained on crops of MNIST *train* strings; "
+             f"one-digit-or-not accuracy {100 * verifier['metrics']['val_single_accuracy']:.1f}% on held-out "
+             f"crops)" if verifier else "no verifier") + ". Exact match: the whole image's string right "
           "(all lines). Ceiling: images whose every digit the model reads right on its own clean 28x28 "
           "MNIST image (what a perfect pipeline would reach). Digit accuracy: 1 - edit distance / digits.", "",
           "| variant | seed | images | digits/image | lines/image | exact match | ceiling | digit accuracy | "

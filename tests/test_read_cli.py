@@ -27,6 +27,7 @@ def cli(monkeypatch, capsys):
 
     monkeypatch.setattr(digitlab.cli, "build_parser", with_read)
     monkeypatch.delenv("DIGITLAB_MODEL", raising=False)
+    monkeypatch.delenv("DIGITLAB_VERIFIER", raising=False)
 
     def run(*argv):
         code = digitlab.cli.main([str(a) for a in argv])
@@ -119,3 +120,28 @@ def test_eval_read_scores_a_folder_and_keeps_a_gallery_of_failures(cli, read_mod
     gallery = list((tmp_path / "eval" / "failures").glob("*.png"))
     assert any("too_few" in p.name for p in gallery)
     assert len(gallery) == sum(v for k, v in report["failures"].items() if k != "unreadable")
+
+
+def test_train_verifier_then_read_with_it(cli, untrained_run, shared_data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "verifier"
+    code, stdout, err = cli("train-verifier", out, "--data-dir", shared_data_dir, "--set", "images=12",
+                            "--set", "val_images=4", "--set", "epochs=1", "--set", "model=lenet5")
+    assert code == 0, err
+    assert (out / "model.json").is_file() and "verifier saved" in stdout
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["role"] == "verifier" and len(meta["classes"]) == 11 and meta["config"]["images"] == 12
+    page = tmp_path / "blank.png"
+    Image.fromarray(np.full((40, 60), 255, np.uint8)).save(page)
+    code, stdout, _ = cli("read", page, "--model", untrained_run, "--verifier", out)
+    assert code == 0 and "(no digits found)" in stdout
+    # A classifier is not a verifier; a bad --set key of the verifier config is one line too
+    code, _, err = cli("read", page, "--model", untrained_run, "--verifier", untrained_run)
+    assert code == 2 and "not a verifier" in err and err.count("\n") == 1
+    code, _, err = cli("train-verifier", out, "--set", "imagez=3")
+    assert code == 2 and "did you mean 'images'" in err
+    # $DIGITLAB_VERIFIER names one; 'none' reads without
+    monkeypatch.setenv("DIGITLAB_VERIFIER", str(untrained_run))
+    code, _, err = cli("read", page, "--model", untrained_run)
+    assert code == 2 and "not a verifier" in err
+    code, _, _ = cli("read", page, "--model", untrained_run, "--verifier", "none")
+    assert code == 0

@@ -49,10 +49,10 @@ def test_cut_path_goes_through_the_joint_of_touching_strokes():
     own[:, 24:30] = True  # another 1 ...
     own[30:34, 14:24] = True  # ... joined near the bottom by a short stroke
     paths = segment.cut_paths(own, ReadConfig(), h=40, sw=6, forced=False)
-    assert len(paths) == 1
-    path, cost = paths[0]
-    assert (path > 13).all() and (path < 24).all()  # between the two bars, crossing only the joint
-    assert cost == pytest.approx(ReadConfig().split_penalty)  # 4 px of joint < 1 stroke width
+    assert len(paths) >= 1  # (several nearly straight ones may cross the joint, a few pixels apart)
+    for path, cost in paths:
+        assert (path > 13).all() and (path < 24).all()  # between the two bars, crossing only the joint
+        assert cost == pytest.approx(ReadConfig().split_penalty)  # 4 px of joint < 1 stroke width
 
 
 @pytest.mark.slow

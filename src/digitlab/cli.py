@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    from digitlab.read.cli import add_commands  # read, eval-read
+    from digitlab.read.cli import add_commands  # read, eval-read, train-verifier
 
     add_commands(sub)
 

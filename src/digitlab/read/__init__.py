@@ -2,7 +2,7 @@
 calibrated confidence, annotated output, a synthetic benchmark and an evaluation harness.
 
     from digitlab.read import read
-    reading = read("meter.jpg", "runs/lenet5")
+    reading = read("meter.jpg", "runs/lenet5", verifier="runs/verifier")  # verifier: optional
     print(reading.text, reading.confidence)
 
 Names load lazily, so importing this package (e.g. for its CLI commands) does not import OpenCV or torch.
@@ -16,6 +16,8 @@ _API = {
     "ReadConfig": "digitlab.read.config", "ReadError": "digitlab.read.errors",
     "annotate": "digitlab.read.render", "panel": "digitlab.read.render",
     "evaluate_folder": "digitlab.read.evaluate",
+    "VerifierConfig": "digitlab.read.verifier", "train_verifier": "digitlab.read.verifier",
+    "load_verifier": "digitlab.read.verifier",
 }
 __all__ = list(_API)
 

@@ -1,4 +1,5 @@
-"""The `digitlab read` and `digitlab eval-read` commands, added to digitlab's parser by ``add_commands``.
+"""The `digitlab read`, `digitlab eval-read` and `digitlab train-verifier` commands, added to digitlab's
+parser by ``add_commands``.
 
 Thin adapters over digitlab.read: heavy modules (OpenCV, torch) load only when a command runs, and
 every bad input ends as a ReadError (a DigitlabError), which the main CLI prints as one line.
@@ -14,10 +15,11 @@ from pathlib import Path
 from digitlab.read.errors import ReadError
 
 MODEL_ENV = "DIGITLAB_MODEL"
+VERIFIER_ENV = "DIGITLAB_VERIFIER"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `read` and `eval-read` to digitlab's subparsers (each sets func=handler(args))."""
+    """Add `read`, `eval-read` and `train-verifier` to digitlab's subparsers (each sets func=handler(args))."""
     p = subparsers.add_parser("read", help="read the digit strings in images: photos, scans, forms, drawings",
                               description="Print each image's digit string(s); '?' marks a rejected digit.")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, TIFF, WebP, ...)")
@@ -43,15 +45,28 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_read_options(p)
     p.set_defaults(func=cmd_eval_read)
 
+    p = subparsers.add_parser("train-verifier", help="train the verifier that tells whole digits from merged "
+                                                     "pairs and parts of digits, for `read --verifier`",
+                              description="Draw synthetic strings from MNIST *train* digits, crop them as `read` "
+                                          "does, label each crop by the ink it holds (one whole digit or not) "
+                                          "and train an 11-class checkpoint on the crops.")
+    p.add_argument("out", help="folder for the verifier checkpoint")
+    p.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"), help="datasets folder (holds mnist/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a field of digitlab.read.verifier.VerifierConfig (repeatable), "
+                        "e.g. --set images=500 --set epochs=2")
+    p.set_defaults(func=cmd_train_verifier)
+
 
 def cmd_read(args: argparse.Namespace) -> None:
     from digitlab.read.recognize import as_checkpoint, read
 
     ckpt = as_checkpoint(_model_path(args))
     cfg = _read_config(args)
+    checker = _verifier(args)
     out = []
     for image in args.images:
-        reading = read(image, ckpt, cfg)
+        reading = read(image, ckpt, cfg, checker)
         if args.annotate or args.panel:
             from digitlab.read.render import annotate, panel, save_png
 
@@ -73,7 +88,7 @@ def cmd_eval_read(args: argparse.Namespace) -> None:
 
     labels = args.labels or str(Path(args.folder) / "labels.csv")
     report = evaluate_folder(args.folder, labels, _model_path(args), _read_config(args), out_dir=args.out,
-                             limit=args.limit)
+                             limit=args.limit, verifier=_verifier(args))
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -82,8 +97,29 @@ def cmd_eval_read(args: argparse.Namespace) -> None:
         print(f"report, results and failure gallery: {args.out}")
 
 
+def cmd_train_verifier(args: argparse.Namespace) -> None:
+    from digitlab.read.verifier import VerifierConfig, train_verifier
+
+    train_verifier(VerifierConfig.from_dict(_pairs(args.overrides)), args.out, args.data_dir)
+
+
 def _add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="M", help=f"checkpoint: run folder or .safetensors (default ${MODEL_ENV})")
+    p.add_argument("--verifier", metavar="V",
+                   help=f"verifier checkpoint from `digitlab train-verifier`: whole digits are told from merged "
+                        f"pairs and parts of digits (default ${VERIFIER_ENV}, else M/verifier when that "
+                        f"folder exists; 'none': without one)")
+
+
+def _verifier(args: argparse.Namespace):
+    """The verifier checkpoint named by --verifier, $DIGITLAB_VERIFIER or found in the model's run folder."""
+    from digitlab.read.verifier import load_verifier
+
+    name = args.verifier or os.environ.get(VERIFIER_ENV)
+    if name is None:
+        beside = Path(_model_path(args)) / "verifier"
+        name = str(beside) if beside.is_dir() else "none"
+    return None if name == "none" else load_verifier(name)
 
 
 def _model_path(args: argparse.Namespace) -> str:
@@ -114,13 +150,17 @@ def _read_config(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    return ReadConfig.from_dict(_pairs(args.overrides))
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
     values = {}
-    for item in args.overrides:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise ReadError(f"--set expects KEY=VALUE, got {item!r}")
         values[key.strip()] = value.strip()
-    return ReadConfig.from_dict(values)
+    return values
 
 
 def _output_path(template: str, image: str, count: int) -> Path:

@@ -21,6 +21,7 @@ import torch
 from digitlab.read import segment
 from digitlab.read.config import ReadConfig
 from digitlab.read.image import Page, load_gray, prepare
+from digitlab.read.verifier import load_verifier, single_digit_logp, verifier_logp
 from digitlab.train.checkpoint import Checkpoint, load_checkpoint
 from digitlab.train.evaluate import predict_logits
 
@@ -150,20 +151,25 @@ def as_checkpoint(checkpoint: str | PathLike | Checkpoint) -> Checkpoint:
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(Path(checkpoint))
 
 
-def read(image: Any, checkpoint: str | PathLike | Checkpoint, config: ReadConfig | None = None) -> Reading:
+def read(image: Any, checkpoint: str | PathLike | Checkpoint, config: ReadConfig | None = None,
+         verifier: str | PathLike | Checkpoint | None = None) -> Reading:
     """Read every digit string in an image: a file path (PNG, JPEG, BMP, TIFF, WebP, ...), a PIL image
-    or an array, a photo or a scan, dark ink on light paper or the reverse."""
+    or an array, a photo or a scan, dark ink on light paper or the reverse. verifier: a checkpoint made
+    by `digitlab train-verifier` (digitlab.read.verifier), which tells whole digits from merged pairs
+    and parts of digits; without one, the classifier's scores alone choose the segmentation."""
     started = time.perf_counter()
     cfg = config or ReadConfig()
     ckpt = as_checkpoint(checkpoint)
+    checker = load_verifier(verifier) if verifier is not None else None
     gray, scale, name = load_gray(image, cfg)
     page = prepare(gray, cfg, scale, name)
-    return recognize(page, ckpt, cfg, started)
+    return recognize(page, ckpt, cfg, started, checker)
 
 
-def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | None = None) -> Reading:
-    """Segment a prepared page, score every candidate digit in one model call, pick each line's best
-    reading, and reject what is not convincingly a digit."""
+def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | None = None,
+              verifier: Checkpoint | None = None) -> Reading:
+    """Segment a prepared page, score every candidate digit in one model call (and one verifier call),
+    pick each line's best reading, and reject what is not convincingly a digit."""
     started = time.perf_counter() if started is None else started
     h = page.text_height
     lay = segment.layout(page, cfg)
@@ -180,7 +186,11 @@ def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | No
         crops, probs, top = np.zeros((0, 28, 28), np.uint8), np.zeros((0, len(classes))), np.zeros(0)
     ref = typical_logit(ckpt, cands, top)
     looks = digitness(top, ref, cfg)
-    score = np.log(np.maximum(probs.max(1), 1e-12)) + looks if len(cands) else np.zeros(0)
+    single = np.zeros(len(cands))  # log p(one whole digit), from the verifier
+    if verifier is not None and len(cands):
+        single = single_digit_logp(verifier_logp(verifier, crops, cfg.batch_size))
+    score = np.log(np.maximum(probs.max(1), 1e-12)) + looks + cfg.verifier_weight * single if len(cands) \
+        else np.zeros(0)
 
     lines: list[list[DigitReading]] = []
     ignored = [Ignored(page.to_original(m.box), m.reason) for m in lay.marks]

@@ -167,10 +167,10 @@ def _band(stats: np.ndarray, members: list[int]) -> tuple[float, float]:
 def _pieces(labels: np.ndarray, stats: np.ndarray, i: int, cfg: ReadConfig, h: float,
             sw: float) -> list[Piece]:
     """Component i as one piece, or also cut along paths where touching digits may meet."""
-    x, y, w, hh, _ = (int(v) for v in stats[i])
+    x, y, w, hh, area = (int(v) for v in stats[i])
     fragment = is_fragment(w, hh, cfg, h, sw)
     whole = Piece(i, 0, (x, y, w, hh), fragment, small=max(w, hh) < cfg.mark_size * h)
-    if w < cfg.split_min_width * h or fragment:
+    if w < cfg.split_min_width * h or fragment or area > cfg.max_fill * w * hh:  # (a blot is no digits)
         return [whole]
     own = labels[y:y + hh, x:x + w] == i
     paths = cut_paths(own, cfg, h, sw, forced=w > cfg.force_width * h)
@@ -212,10 +212,13 @@ def cut_paths(own: np.ndarray, cfg: ReadConfig, h: float, sw: float,
 
     Each starts from a minimum of the vertical projection (the directional projection method) and may
     bend up to cut_band text heights either side of it, one column per row at most, around strokes
-    (a shortest-path "drop fall": each ink pixel crossed costs 1, each sideways step cut_turn). A path
-    must cross a single run of ink at most cut_max_strokes stroke widths long (two touching digits meet
-    at one thin point; the middle of a 0 is two strokes), unless the component is too wide for one digit
-    (forced), where the cheapest two paths are tried anyway. Returns (column per row, relative to the
+    (a shortest-path "drop fall": each ink pixel crossed costs 1, each sideways step cut_turn); the
+    default band is narrow, as nearly straight cuts part crossing strokes best. A path must cross at
+    most cut_max_runs runs of ink, cut_max_strokes stroke widths in all (two touching digits meet at one
+    thin point, or, a slanted 1 leaning on a 0, at two; the halves of a 0 this lets through are for the
+    classifier and the verifier to turn down), unless the component is wider than force_width text
+    heights (forced), where paths from a regular grid of starts are tried too and may cross anything.
+    Returns (column per row, relative to the
     component; cost) left to right; the cost is split_penalty per stroke width crossed, plus
     split_penalty per extra run of ink."""
     hh, w = own.shape
@@ -236,7 +239,7 @@ def cut_paths(own: np.ndarray, cfg: ReadConfig, h: float, sw: float,
         on = own[np.arange(hh), path]
         crossed = float(on.sum())
         runs = int(np.count_nonzero(np.diff(on.astype(np.int8)) == 1) + on[0])
-        thin = runs <= 1 and crossed <= cfg.cut_max_strokes * sw
+        thin = runs <= cfg.cut_max_runs and crossed <= cfg.cut_max_strokes * sw
         if not thin and not forced:
             continue
         left = own & (np.arange(w)[None, :] < path[:, None])
@@ -309,11 +312,14 @@ def candidates(lay: Layout, cfg: ReadConfig, h: float) -> list[Candidate]:
         parts: dict[int, int] = {}
         for p in ps:
             parts[p.label] = parts.get(p.label, 0) + 1
+        last = {p.label: j for j, p in enumerate(ps)}
         for i in range(len(ps)):
             x0, y0, w0, h0 = ps[i].box
             x1, y1 = x0 + w0, y0 + h0
             joins, seen = 0.0, {ps[i].label}
-            for j in range(i, min(len(ps), i + cfg.max_pieces)):
+            # A component cut into more than max_pieces pieces can still be read whole
+            whole_end = last[ps[i].label] if ps[i].part == 0 else i
+            for j in range(i, min(len(ps), max(i + cfg.max_pieces, whole_end + 1))):
                 if j > i:
                     bx, by, bw, bh = ps[j].box
                     if bx - x1 > cfg.merge_gap * h:  # a gap too wide to be inside one digit
@@ -327,20 +333,22 @@ def candidates(lay: Layout, cfg: ReadConfig, h: float) -> list[Candidate]:
                 width = (x1 - x0) / h
                 if width > cfg.max_digit_width + 0.6 and j > i:  # a lone piece stays, to be rejected
                     break
-                if all(p.fragment for p in ps[i:j + 1]) or (j == i and ps[i].sliver):
+                whole = len(seen) == 1 and parts[ps[i].label] == j - i + 1
+                if all(p.fragment for p in ps[i:j + 1]) or (j == i and ps[i].sliver) \
+                        or (j >= i + cfg.max_pieces and not whole):
                     continue
                 prior = cfg.digit_bonus - cfg.wide_penalty * max(0.0, width - cfg.max_digit_width) + joins
-                whole = len(seen) == 1 and parts[ps[i].label] == j - i + 1
                 out.append(Candidate(k, i, j, (x0, y0, x1 - x0, y1 - y0), prior, whole))
     return out
 
 
-def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int, int]) -> np.ndarray:
-    """The digit made of `pieces`, MNIST style: its own ink only (neighbours masked out), white on
-    black, the stroke core at 255 with the anti-aliased edge kept, then digitlab's mnist_style."""
+def own_pixels(lay: Layout, pieces: list[Piece], box: tuple[int, int, int, int],
+               shape: tuple[int, int]) -> tuple[slice, slice, np.ndarray]:
+    """The ink of `pieces` around `box` (one pixel of margin, clipped to the page's `shape`):
+    (rows, cols, bool mask over lay.labels[rows, cols])."""
     x, y, w, hh = box
-    y0, y1 = max(0, y - 1), min(page.mask.shape[0], y + hh + 1)
-    x0, x1 = max(0, x - 1), min(page.mask.shape[1], x + w + 1)
+    y0, y1 = max(0, y - 1), min(shape[0], y + hh + 1)
+    x0, x1 = max(0, x - 1), min(shape[1], x + w + 1)
     sub = lay.labels[y0:y1, x0:x1]
     mine = np.zeros(sub.shape, bool)
     for p in pieces:
@@ -350,10 +358,17 @@ def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int,
         cx, cy, cw, ch = (int(v) for v in lay.stats[p.label, :4])  # p.pixels covers the component's box
         r0, r1, c0, c1 = max(y0, cy), min(y1, cy + ch), max(x0, cx), min(x1, cx + cw)
         mine[r0 - y0:r1 - y0, c0 - x0:c1 - x0] |= p.pixels[r0 - cy:r1 - cy, c0 - cx:c1 - cx]
-    others = (sub > 0) & ~mine
+    return slice(y0, y1), slice(x0, x1), mine
+
+
+def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int, int]) -> np.ndarray:
+    """The digit made of `pieces`, MNIST style: its own ink only (neighbours masked out), white on
+    black, the stroke core at 255 with the anti-aliased edge kept, then digitlab's mnist_style."""
+    rows, cols, mine = own_pixels(lay, pieces, box, page.mask.shape)
+    others = (lay.labels[rows, cols] > 0) & ~mine
     # One pixel of edge around the strokes keeps the anti-aliasing, but never another digit's ink
     edge = cv2.dilate(mine.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~others
-    ink = page.ink[y0:y1, x0:x1]
+    ink = page.ink[rows, cols]
     core = float(np.percentile(ink[mine], 90)) if mine.any() else 1.0
     gray = np.where(edge, np.clip(ink / max(core, 1e-3), 0, 1), 0.0)
     gray = np.where(mine, np.maximum(gray, 0.5), gray)  # a binarized pixel is ink even if faint

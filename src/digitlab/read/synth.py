@@ -15,7 +15,7 @@ Everything is drawn from one ``numpy.random.Generator``, so (variant, seed, inde
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -70,14 +70,19 @@ class Sample:
     jpeg: bytes | None  # the JPEG file when the variant compresses; image is its decoded pixels
     boxes: tuple[tuple[Box, ...], ...] = ()  # per line, each digit's box in the image (after the camera)
     nuisances: tuple[str, ...] = ()  # which of "boxes", "ruling", "touching", "overlapping", "inverted" it has
+    # (H, W) int16, only when asked for: which digit drew each pixel's ink (k + 1 for the k-th digit, lines
+    # in order; 0 for paper); where two digits overlap, the one whose ink is stronger there
+    owner: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def text(self) -> str:
         return " ".join(self.lines)
 
 
-def make_sample(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, rng: np.random.Generator) -> Sample:
-    """One image. digits: MNIST test images (N, 28, 28) uint8 white-on-black; labels (N,)."""
+def make_sample(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, rng: np.random.Generator,
+                owners: bool = False) -> Sample:
+    """One image. digits: MNIST test images (N, 28, 28) uint8 white-on-black; labels (N,). owners: also
+    return Sample.owner (draws nothing more from rng, so the image is the same either way)."""
     h = rng.uniform(*spec.height)
     boxes = rng.random() < spec.boxes
     ruling = not boxes and rng.random() < spec.ruling
@@ -87,27 +92,32 @@ def make_sample(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, rng: np
     for _ in range(rng.integers(spec.lines[0], spec.lines[1] + 1)):
         n = int(rng.integers(spec.digits[0], spec.digits[1] + 1))
         picks = rng.integers(0, len(digits), n)
-        ink, box_spans, digit_boxes = _line(digits[picks], h, slant, spec, rng, boxed=boxes, pairs=nuisances)
-        lines.append((ink, box_spans))
+        ink, box_spans, digit_boxes, owner = _line(digits[picks], h, slant, spec, rng, boxed=boxes, pairs=nuisances)
+        first = sum(len(t) for t in texts)
+        lines.append((ink, box_spans, np.where(owner > 0, owner + first, 0).astype(np.int16)))
         glyph_boxes.append(digit_boxes)
         texts.append("".join(str(int(labels[i])) for i in picks))
         indices.append(tuple(int(i) for i in picks))
 
     # Stack the lines with a random indent, baselines 1.4-1.9 heights apart
     pad = rng.uniform(0.3, 1.2, 4) * h
-    width = int(max(ink.shape[1] for ink, _ in lines) + h + pad[0] + pad[1])
+    width = int(max(ink.shape[1] for ink, _, _ in lines) + h + pad[0] + pad[1])
     step = rng.uniform(1.4, 1.9) * h
     height = int(pad[2] + pad[3] + step * (len(lines) - 1) + 1.6 * h)
     canvas = np.zeros((height, width), np.float32)
+    owner_canvas = np.zeros((height, width), np.int16)
     frames = []  # (x0, x1, top, bottom) of each box
     corners = []  # per line, each digit's box corners on the canvas
-    for k, (ink, box_spans) in enumerate(lines):
+    for k, (ink, box_spans, owner) in enumerate(lines):
         top = int(pad[2] + k * step)
         left = int(pad[0] + rng.uniform(0, 0.5) * h)
         corners.append([np.float64([[left + x, top + y], [left + x + w, top + y], [left + x + w, top + y + gh],
                                     [left + x, top + y + gh]]) for x, y, w, gh in glyph_boxes[k]])
         ih, iw = ink.shape
         region = canvas[top:top + ih, left:left + iw]
+        mine = owner[: region.shape[0], : region.shape[1]]
+        taken = owner_canvas[top:top + ih, left:left + iw]
+        taken[mine > 0] = mine[mine > 0]
         np.maximum(region, ink[: region.shape[0], : region.shape[1]], out=region)
         baselines.append(top + int(1.25 * h))
         frames += [(left + a, left + b, top + int(0.1 * h), top + int(1.45 * h)) for a, b in box_spans]
@@ -134,6 +144,7 @@ def make_sample(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, rng: np
         cy, cx = rng.uniform(0, height), rng.uniform(0, width)
         cv2.circle(img, (int(cx), int(cy)), int(round(r)), float(ink_level), -1)
     img, m = _camera(img, spec, rng)
+    owner = cv2.warpPerspective(owner_canvas, m, img.shape[::-1], flags=cv2.INTER_NEAREST) if owners else None
     placed = tuple(tuple(_map_corners(c, m, img.shape) for c in line) for line in corners)
     if rng.random() < spec.invert:
         img = 255 - img
@@ -144,7 +155,7 @@ def make_sample(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, rng: np
         jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
         img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
     return Sample(image=img, lines=tuple(texts), indices=tuple(indices), jpeg=jpeg, boxes=placed,
-                  nuisances=tuple(dict.fromkeys(nuisances)))
+                  nuisances=tuple(dict.fromkeys(nuisances)), owner=owner)
 
 
 def _map_corners(corners: np.ndarray, m: np.ndarray, shape: tuple[int, int]) -> Box:
@@ -178,9 +189,10 @@ def _digit(img28: np.ndarray, h: float, slant: float, stroke: float) -> np.ndarr
 
 
 def _line(imgs: np.ndarray, h: float, slant: float, spec: SynthSpec, rng: np.random.Generator, boxed: bool,
-          pairs: list[str] | None = None) -> tuple[np.ndarray, list[tuple[float, float]], list[Box]]:
-    """A line of digits sitting on a common baseline: float ink (about 1.6h tall), each comb box's x span
-    and each digit's (x, y, w, h) box in the line. Touching and overlapping pairs are noted in `pairs`."""
+          pairs: list[str] | None = None) -> tuple[np.ndarray, list[tuple[float, float]], list[Box], np.ndarray]:
+    """A line of digits sitting on a common baseline: float ink (about 1.6h tall), each comb box's x span,
+    each digit's (x, y, w, h) box in the line and the owner of each pixel's ink (int16, k + 1 for the
+    k-th digit). Touching and overlapping pairs are noted in `pairs`."""
     glyphs = []
     for img in imgs:
         hd = h * (1 + rng.uniform(-spec.size_jitter, spec.size_jitter))
@@ -190,6 +202,7 @@ def _line(imgs: np.ndarray, h: float, slant: float, spec: SynthSpec, rng: np.ran
     baseline = int(1.25 * h)
     width = int(sum(g.shape[1] for g in glyphs) + len(glyphs) * (h * max(spec.gap[1], 0.5) + 2 * h)) + 4
     line = np.zeros((height, width), np.float32)
+    owner = np.zeros((height, width), np.int16)
     x = 0.0
     spans, placed = [], []
     for k, g in enumerate(glyphs):
@@ -211,14 +224,16 @@ def _line(imgs: np.ndarray, h: float, slant: float, spec: SynthSpec, rng: np.ran
                 xi = int(round(x + rng.uniform(*spec.gap) * h))
         xi = max(0, xi)
         region = line[top:bottom, xi:xi + gw]
-        np.maximum(region, g[:, : region.shape[1]], out=region)
+        g = g[:, : region.shape[1]]
+        owner[top:bottom, xi:xi + gw][(g > 0.3) & (g >= region)] = k + 1
+        np.maximum(region, g, out=region)
         placed.append((xi, top, min(gw, region.shape[1]), gh))
         if boxed:
             spans.append((xi - 0.2 * h, xi + gw + 0.2 * h))
         x = max(x, xi + gw)
     cols = np.flatnonzero(line.max(0) > 0)
-    line = line[:, : cols[-1] + 2] if cols.size else line[:, :2]
-    return line, spans, placed
+    end = cols[-1] + 2 if cols.size else 2
+    return line[:, :end], spans, placed, owner[:, :end]
 
 
 def _touching_offset(line: np.ndarray, g: np.ndarray, top: int, right: float, depth: float, h: float) -> int:
@@ -318,9 +333,10 @@ def load_test_digits(data_dir: str | Path | None = None) -> tuple[np.ndarray, np
     return test.images.numpy(), test.labels.numpy()
 
 
-def generate(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, n: int, seed: int) -> list[Sample]:
+def generate(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, n: int, seed: int,
+             owners: bool = False) -> list[Sample]:
     rng = np.random.default_rng(seed)
-    return [make_sample(digits, labels, spec, rng) for _ in range(n)]
+    return [make_sample(digits, labels, spec, rng, owners) for _ in range(n)]
 
 
 def write_benchmark(folder: str | Path, digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, n: int,

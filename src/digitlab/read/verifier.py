@@ -1,0 +1,258 @@
+"""The verifier: is a candidate crop one whole digit, or a merged pair, half a digit, a sliver, a mark?
+
+The classifier alone cannot tell: it was trained on single digits only, and reads two touching digits
+as one confident digit (a 1 and a 0 make a fine 0), so a segmentation search scored by it keeps merged
+pairs. The verifier is an ordinary digitlab checkpoint with 11 classes, the ten digits and "not a
+digit", trained on the crops the segmenter itself makes: synthetic strings drawn by
+``digitlab.read.synth`` from MNIST *train* digits (the synthetic benchmark draws from test digits only)
+go through the reader's own cleaning, segmentation and ``segment.crop``, and every candidate is labelled
+by the ink it holds (``Sample.owner``): one digit's ink, nearly all of it and little else, is that digit;
+anything else (two digits, a part of one, one with a neighbour's stroke, specks, box and ruling residue)
+is "not a digit". The reader adds ``verifier_weight * log p(one whole digit)`` to each candidate's score.
+
+    digitlab train-verifier runs/verifier --data-dir ../shared/datasets
+    digitlab read photo.jpg --model runs/lenet5-improved --verifier runs/verifier
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from digitlab.configs import config_from_dict
+from digitlab.errors import ConfigError
+from digitlab.read import segment, synth
+from digitlab.read.config import ReadConfig
+from digitlab.read.errors import ReadError
+from digitlab.read.image import load_gray, prepare
+from digitlab.train.checkpoint import Checkpoint, load_checkpoint
+
+NOT_A_DIGIT = "not a digit"
+ROLE = "verifier"  # meta["role"] of a verifier checkpoint
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    model: str = "lenet5-improved"  # any registered model; built with 11 classes
+    images: int = 3000  # synthetic training images (about 60 candidate crops each)
+    val_images: int = 300  # held-out images, drawn from a different seed
+    easy_fraction: float = 0.2  # share of images drawn like synth.EASY; the rest like synth.HARD ...
+    touch: float = 0.25  # ... with more touching ...
+    overlap: float = 0.15  # ... and overlapping pairs than HARD has (more merged pairs to learn from)
+    # Labels from the ink a crop holds: one digit's if at least `purity` of its (owned) ink is that
+    # digit's and it holds at least `coverage` of that digit's ink; not a digit if below the loose
+    # bounds; crops in between are left out of training (a digit missing a speck of stroke)
+    purity: float = 0.92
+    coverage: float = 0.88
+    loose_purity: float = 0.8
+    loose_coverage: float = 0.7
+    epochs: int = 3  # over about 150k crops, most of them not a digit
+    batch_size: int = 128
+    lr: float = 2e-3  # peak of the one-cycle schedule, Adam
+    seed: int = 0
+    threads: int = 1  # torch threads (the machine is shared)
+
+    def __post_init__(self) -> None:
+        if self.images < 1 or self.val_images < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("images, val_images, epochs and batch_size must be >= 1")
+        for name in ("easy_fraction", "touch", "overlap", "purity", "coverage", "loose_purity", "loose_coverage"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.touch + self.overlap > 1:
+            raise ConfigError("touch + overlap must be <= 1")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> VerifierConfig:
+        return config_from_dict(cls, values, "verifier config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def candidate_crops(sample: synth.Sample, cfg: ReadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every candidate digit the reader would score in `sample` (drawn with owners=True), cropped as the
+    reader crops it -> (crops (N, 28, 28) uint8; digit (N,) int64: the index in the sample of the digit
+    whose ink it holds most of, -1 for none; fit (N, 2): purity, the share of its digits' ink that is that
+    digit's, and coverage, the share of that digit's ink it holds)."""
+    if sample.owner is None:
+        raise ValueError("candidate_crops needs a sample drawn with owners=True")
+    gray, scale, _ = load_gray(sample.image, cfg)
+    page = prepare(gray, cfg, scale)
+    owner = cv2.warpPerspective(sample.owner, page.to_work, page.mask.shape[::-1], flags=cv2.INTER_NEAREST)
+    owner = np.where(page.mask > 0, owner, 0)
+    total = np.bincount(owner.ravel(), minlength=int(sample.owner.max()) + 1)
+    lay = segment.layout(page, cfg)
+    cands = segment.candidates(lay, cfg, page.text_height)
+    crops = np.zeros((len(cands), 28, 28), np.uint8)
+    digit = np.full(len(cands), -1, np.int64)
+    fit = np.zeros((len(cands), 2))
+    for k, c in enumerate(cands):
+        pieces = lay.lines[c.line].pieces[c.first:c.last + 1]
+        crops[k] = segment.crop(page, lay, pieces, c.box)
+        rows, cols, mine = segment.own_pixels(lay, pieces, c.box, page.mask.shape)
+        held = np.bincount(owner[rows, cols][mine], minlength=len(total))
+        held[0] = 0
+        if held.sum() == 0:
+            continue
+        best = int(held.argmax())
+        digit[k] = best - 1
+        fit[k] = held[best] / held.sum(), held[best] / max(1, total[best])
+    return crops, digit, fit
+
+
+def label_crops(sample: synth.Sample, cfg: ReadConfig, vcfg: VerifierConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(crops (N, 28, 28) uint8, targets (N,) int64): 0-9 for one whole digit, 10 for not a digit;
+    ambiguous crops are left out."""
+    crops, digit, fit = candidate_crops(sample, cfg)
+    classes = np.array([int(ch) for ch in "".join(sample.lines)], np.int64)
+    single = (digit >= 0) & (fit[:, 0] >= vcfg.purity) & (fit[:, 1] >= vcfg.coverage)
+    other = (digit < 0) | (fit[:, 0] < vcfg.loose_purity) | (fit[:, 1] < vcfg.loose_coverage)
+    targets = np.where(single, classes[np.maximum(digit, 0)], 10)
+    keep = single | other
+    return crops[keep], targets[keep]
+
+
+def training_specs(vcfg: VerifierConfig) -> tuple[synth.SynthSpec, synth.SynthSpec]:
+    """(easy, hard) specs the training strings are drawn from: synth's own, the hard one with more pairs."""
+    return synth.EASY, dataclasses.replace(synth.HARD, name="verifier-hard", touch=vcfg.touch,
+                                           overlap=vcfg.overlap)
+
+
+def make_crops(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, vcfg: VerifierConfig,
+               cfg: ReadConfig | None = None, log: Callable[[str], None] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labelled crops from n synthetic images of `digits` (MNIST *train* digits) -> (uint8 (N, 28, 28),
+    int64 (N,))."""
+    cfg = cfg or ReadConfig()
+    easy, hard = training_specs(vcfg)
+    rng = np.random.default_rng(seed)
+    crops, targets = [], []
+    started = time.perf_counter()
+    for i in range(n):
+        spec = easy if rng.random() < vcfg.easy_fraction else hard
+        c, t = label_crops(synth.make_sample(digits, labels, spec, rng, owners=True), cfg, vcfg)
+        crops.append(c)
+        targets.append(t)
+        if log and (i + 1) % 500 == 0:
+            log(f"  {i + 1}/{n} images, {sum(map(len, targets))} crops, {time.perf_counter() - started:.0f} s")
+    return torch.from_numpy(np.concatenate(crops)), torch.from_numpy(np.concatenate(targets))
+
+
+def verifier_logp(verifier: Checkpoint, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Calibrated log-probabilities (N, 11) of the ten digits and "not a digit" for crops (N, 28, 28) uint8."""
+    from digitlab.train.evaluate import predict_logits
+
+    logits = predict_logits(verifier.model, torch.from_numpy(crops), verifier.normalization, batch_size)
+    temperature = float(verifier.meta.get("temperature", 1.0))
+    return (logits / temperature).log_softmax(1).double().numpy()
+
+
+def single_digit_logp(logp: np.ndarray) -> np.ndarray:
+    """log p(one whole digit) (N,) from verifier_logp's (N, 11): its ten digit classes together."""
+    top = logp[:, :10].max(1, keepdims=True)
+    return top[:, 0] + np.log(np.exp(logp[:, :10] - top).sum(1))
+
+
+def is_verifier(ckpt: Checkpoint) -> bool:
+    return ckpt.meta.get("role") == ROLE and len(ckpt.classes) == 11
+
+
+def load_verifier(path: str | PathLike | Checkpoint) -> Checkpoint:
+    """A verifier checkpoint (or one already loaded); anything else fails with a ReadError."""
+    ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(Path(path))
+    if not is_verifier(ckpt):
+        raise ReadError(f"{path}: not a verifier checkpoint (make one with `digitlab train-verifier`)")
+    return ckpt
+
+
+def train_verifier(vcfg: VerifierConfig, out_dir: str | Path, data_dir: str | PathLike | None = None,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Draw labelled crops from MNIST *train* digits, train the verifier, save it to out_dir as a
+    digitlab checkpoint (role "verifier") and return its metrics (accuracy on held-out images)."""
+    from digitlab.data import load_dataset
+
+    started = time.perf_counter()
+    if vcfg.threads:
+        torch.set_num_threads(vcfg.threads)
+    log(f"verifier config: {vcfg.to_dict()}")
+    train = load_dataset("mnist", "train", data_dir=data_dir)
+    digits, labels = train.images.numpy(), train.labels.numpy()
+    log(f"drawing {vcfg.images} training images from MNIST train digits ...")
+    x, y = make_crops(digits, labels, vcfg.images, vcfg.seed, vcfg, log=log)
+    vx, vy = make_crops(digits, labels, vcfg.val_images, vcfg.seed + 10_000, vcfg)
+    log(f"{len(y)} training crops ({(y == 10).float().mean():.0%} not a digit), {len(vy)} validation crops, "
+        f"{time.perf_counter() - started:.0f} s")
+    model, metrics = fit_verifier(x, y, vx, vy, vcfg, log)
+    metrics["seconds"] = time.perf_counter() - started
+    save_verifier(out_dir, model, vcfg, metrics)
+    log(f"verifier saved to {out_dir}: one-digit-or-not accuracy {metrics['val_single_accuracy']:.4f} "
+        f"(single digits kept {metrics['val_recall_single']:.4f}, others caught "
+        f"{metrics['val_recall_not_a_digit']:.4f}), 11-class {metrics['val_accuracy']:.4f}, "
+        f"{metrics['seconds']:.0f} s")
+    return metrics
+
+
+def fit_verifier(x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, vcfg: VerifierConfig,
+                 log: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train vcfg.model (11 classes) on crops x (N, 28, 28) uint8 with targets y with the trainer's own
+    batches and epoch loop; fit its temperature and measure it on the validation crops vx, vy."""
+    from tqdm import tqdm
+
+    from digitlab.data import get_spec
+    from digitlab.models import create_model
+    from digitlab.train import TrainConfig, predict_logits
+    from digitlab.train.calibrate import fit_temperature
+    from digitlab.train.trainer import batches, make_optimizer, make_scheduler, train_epoch
+
+    norm = get_spec("mnist").normalization
+    tcfg = TrainConfig(model=vcfg.model, epochs=vcfg.epochs, batch_size=vcfg.batch_size, lr=vcfg.lr,
+                       schedule="onecycle", seed=vcfg.seed, threads=vcfg.threads)
+    torch.manual_seed(vcfg.seed)
+    gen = torch.Generator().manual_seed(vcfg.seed)
+    model = create_model(vcfg.model, num_classes=11)
+    steps = max(1, len(y) // vcfg.batch_size)
+    opt = make_optimizer(tcfg, model.parameters())
+    sched = make_scheduler(tcfg, opt, steps)
+    ref_loss: list[float] = []
+    for epoch in range(vcfg.epochs):
+        data = batches(x, y, norm, vcfg.batch_size, steps, gen, None, torch.contiguous_format)
+        with tqdm(total=steps, desc=f"verifier epoch {epoch + 1}/{vcfg.epochs}", unit="batch", leave=False) as bar:
+            loss, acc, _ = train_epoch(model, opt, sched, data, tcfg, epoch, ref_loss, bar)
+        log(f"epoch {epoch + 1}/{vcfg.epochs}: loss {loss:.4f}, train accuracy {acc:.4f}")
+    model.eval()
+    logits = predict_logits(model, vx, norm)
+    temperature = fit_temperature(logits, vy)
+    pred = logits.argmax(1)
+    truth_single, said_single = vy < 10, pred < 10
+    metrics = {
+        "val_accuracy": float((pred == vy).float().mean()),  # 11 classes
+        "val_single_accuracy": float((truth_single == said_single).float().mean()),  # one digit or not
+        "val_recall_single": float(said_single[truth_single].float().mean()),
+        "val_recall_not_a_digit": float((~said_single)[~truth_single].float().mean()),
+        "val_crops": len(vy), "train_crops": len(y), "temperature": temperature,
+    }
+    return model, metrics
+
+
+def save_verifier(out_dir: str | Path, model: torch.nn.Module, vcfg: VerifierConfig, metrics: dict[str, Any],
+                  read_config: ReadConfig | None = None) -> Path:
+    """Save a trained verifier as a self-describing digitlab checkpoint (role "verifier")."""
+    from digitlab.data import get_spec
+    from digitlab.train import save_checkpoint
+
+    norm = get_spec("mnist").normalization
+    meta = {"model": vcfg.model, "model_args": {"in_channels": 1, "num_classes": 11}, "dataset": "mnist",
+            "role": ROLE, "classes": [str(c) for c in range(10)] + [NOT_A_DIGIT],
+            "normalization": {"mean": norm.mean, "std": norm.std}, "input_size": [1, 28, 28],
+            "temperature": metrics["temperature"], "config": vcfg.to_dict(),
+            "read_config": (read_config or ReadConfig()).to_dict(), "metrics": metrics}
+    return save_checkpoint(out_dir, model, meta)

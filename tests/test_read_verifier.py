@@ -1,0 +1,137 @@
+"""digitlab.read.verifier: owner maps, crop labels, and a verifier trained briefly on real MNIST digits."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from read_helpers import read_model, string_image, sure_digits, test_digits  # noqa: F401 - fixtures
+
+from digitlab.errors import ConfigError
+from digitlab.read import ReadError, segment, synth, verifier
+from digitlab.read.config import ReadConfig
+from digitlab.read.image import prepare
+from digitlab.read.recognize import read
+from digitlab.train import Checkpoint
+
+# Clean strings where every neighbouring pair touches: each image holds merged pairs and single digits
+PAIRS = dataclasses.replace(synth.EASY, name="pairs", digits=(2, 4), height=(36, 44), touch=1.0)
+QUICK = verifier.VerifierConfig(model="lenet5-improved", images=240, val_images=40, epochs=3)
+
+
+def test_owner_map_marks_each_digit_and_leaves_the_image_as_it_was(test_digits):
+    images, labels = test_digits
+    plain = synth.generate(images, labels, synth.HARD, 6, seed=5)
+    owned = synth.generate(images, labels, synth.HARD, 6, seed=5, owners=True)
+    for a, b in zip(plain, owned):
+        assert np.array_equal(a.image, b.image) and a.text == b.text and a.owner is None
+        assert b.owner.shape == b.image.shape
+        n = len(b.text.replace(" ", ""))
+        assert set(np.unique(b.owner)) == set(range(n + 1))  # every digit owns some ink
+        boxes = [box for line in b.boxes for box in line]
+        for k, (x, y, w, h) in enumerate(boxes, 1):
+            ys, xs = np.nonzero(b.owner == k)
+            inside = (xs >= x - 2) & (xs <= x + w + 2) & (ys >= y - 2) & (ys <= y + h + 2)
+            assert inside.mean() > 0.98  # a digit's ink lies in its own box
+
+
+def test_crops_are_labelled_by_the_ink_they_hold(test_digits):
+    images, labels = test_digits
+    rng = np.random.default_rng(3)
+    merged = single = 0
+    for _ in range(6):
+        sample = synth.make_sample(images, labels, PAIRS, rng, owners=True)
+        crops, digit, fit = verifier.candidate_crops(sample, ReadConfig())
+        assert crops.shape[1:] == (28, 28) and crops.dtype == np.uint8 and len(crops) == len(digit) == len(fit)
+        x, y = verifier.label_crops(sample, ReadConfig(), verifier.VerifierConfig())
+        truth = [int(c) for c in "".join(sample.lines)]
+        # Every label is a digit of the string or "not a digit"; touching pairs give whole components
+        # holding two digits, which must be labelled "not a digit"
+        assert set(y.tolist()) <= set(truth) | {10}
+        merged += int(((fit[:, 0] < 0.7) & (digit >= 0)).sum())
+        single += int((y < 10).sum())
+    assert merged > 0 and single > 0
+
+
+@pytest.fixture(scope="module")
+def quick_verifier(shared_data_dir, tmp_path_factory):
+    """A verifier trained for half a minute on crops of 240 synthetic strings of MNIST *train* digits."""
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("verifier")
+    metrics = verifier.train_verifier(QUICK, out, shared_data_dir, log=lambda s: None)
+    return verifier.load_verifier(out), metrics
+
+
+@pytest.mark.slow
+def test_a_briefly_trained_verifier_tells_merged_pairs_from_single_digits(quick_verifier, test_digits):
+    ckpt, metrics = quick_verifier
+    # Most crops are not a digit (a constant answer would keep no single digit): both recalls count
+    assert metrics["val_recall_single"] > 0.3 and metrics["val_recall_not_a_digit"] > 0.9, metrics
+    assert ckpt.meta["role"] == "verifier" and ckpt.classes[-1] == verifier.NOT_A_DIGIT
+    # On crops of *test* digits it never saw: whole digits score far above pairs merged into one crop
+    images, labels = test_digits
+    rng = np.random.default_rng(11)
+    singles, merged = [], []
+    for _ in range(12):
+        sample = synth.make_sample(images, labels, PAIRS, rng, owners=True)
+        crops, digit, fit = verifier.candidate_crops(sample, ReadConfig())
+        logp = verifier.single_digit_logp(verifier.verifier_logp(ckpt, crops))
+        singles += logp[(digit >= 0) & (fit[:, 0] > 0.95) & (fit[:, 1] > 0.95)].tolist()
+        merged += logp[(digit >= 0) & (fit[:, 0] < 0.65)].tolist()
+    assert len(singles) > 10 and len(merged) > 5
+    # Area under the ROC curve: the chance that a whole digit scores above a merged pair
+    auc = np.mean([s > m for s in singles for m in merged])
+    assert auc > 0.85, auc
+
+
+def test_only_a_verifier_checkpoint_is_taken_as_one(read_model):
+    ckpt, run = read_model
+    with pytest.raises(ReadError, match="not a verifier"):
+        verifier.load_verifier(run)
+    with pytest.raises(ReadError, match="not a verifier"):
+        read(np.full((40, 40), 255, np.uint8), ckpt, verifier=ckpt)
+
+
+def test_verifier_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="touch"):
+        verifier.VerifierConfig(touch=0.8, overlap=0.5)
+    with pytest.raises(ConfigError, match="unknown"):
+        verifier.VerifierConfig.from_dict({"imagez": 3})
+
+
+def _whole_components(img: np.ndarray) -> np.ndarray:
+    """The crops of the candidates that are a whole component: for a touching pair, the merged pair."""
+    cfg = ReadConfig()
+    page = prepare(img, cfg)
+    lay = segment.layout(page, cfg)
+    return np.stack([segment.crop(page, lay, lay.lines[c.line].pieces[c.first:c.last + 1], c.box)
+                     for c in segment.candidates(lay, cfg, page.text_height) if c.whole])
+
+
+def test_the_reader_splits_a_pair_it_merged_when_the_verifier_says_not_a_digit(read_model, test_digits,
+                                                                                   monkeypatch):
+    from digitlab.read import recognize
+
+    ckpt, _ = read_model
+    digits = sure_digits(ckpt, *test_digits)
+    merged = []
+    for text in ("10", "71", "01", "17", "00", "04", "70", "14", "41", "07"):
+        img = string_image(digits, text, gaps=[None])  # the two digits touch
+        if len(read(img, ckpt).text) < 2:
+            merged.append((text, img))
+    assert merged, "no touching pair was read as one digit: nothing to show"
+
+    def whole_pair_is_not_a_digit(checker, crops, batch_size=256):
+        """A stand-in verifier: "not a digit" for the merged pair's own crop, a digit for any other."""
+        pair = [any(np.array_equal(c, w) for w in checker.meta["pairs"]) for c in crops]
+        return np.log(np.where(np.array(pair)[:, None], np.r_[np.full(10, 0.001), 0.99],
+                               np.r_[np.full(10, 0.099), 0.01]))
+
+    monkeypatch.setattr(recognize, "verifier_logp", whole_pair_is_not_a_digit)
+    read_right = []
+    for text, img in merged:
+        fake = Checkpoint(model=ckpt.model, meta={**ckpt.meta, "role": "verifier", "pairs": _whole_components(img),
+                                                  "classes": [*ckpt.classes, verifier.NOT_A_DIGIT]})
+        if read(img, ckpt, verifier=fake).text == text:
+            read_right.append(text)
+    assert len(read_right) >= max(1, len(merged) // 2), (merged, read_right)
