@@ -248,11 +248,10 @@ def save_verifier(out_dir: str | Path, model: torch.nn.Module, vcfg: VerifierCon
     """Save a trained verifier as a self-describing digitlab checkpoint (role "verifier")."""
     from digitlab.data import get_spec
     from digitlab.train import save_checkpoint
+    from digitlab.train.checkpoint import model_meta
 
-    norm = get_spec("mnist").normalization
-    meta = {"model": vcfg.model, "model_args": {"in_channels": 1, "num_classes": 11}, "dataset": "mnist",
-            "role": ROLE, "classes": [str(c) for c in range(10)] + [NOT_A_DIGIT],
-            "normalization": {"mean": norm.mean, "std": norm.std}, "input_size": [1, 28, 28],
-            "temperature": metrics["temperature"], "config": vcfg.to_dict(),
-            "read_config": (read_config or ReadConfig()).to_dict(), "metrics": metrics}
+    meta = model_meta(vcfg.model, {"in_channels": 1, "num_classes": 11}, "mnist",
+                      [str(c) for c in range(10)] + [NOT_A_DIGIT], get_spec("mnist").normalization,
+                      role=ROLE, temperature=metrics["temperature"], config=vcfg.to_dict(),
+                      read_config=(read_config or ReadConfig()).to_dict(), metrics=metrics)
     return save_checkpoint(out_dir, model, meta)

@@ -51,6 +51,13 @@ def code_version() -> str:
     return f"{digitlab.__version__}+g{commit}" if commit else digitlab.__version__
 
 
+def model_meta(model: str, model_args: dict[str, Any], dataset: str, classes: list[str], norm: Normalization,
+               **extra: Any) -> dict[str, Any]:
+    """What load_checkpoint needs to rebuild and feed a model (28x28 single-channel input), plus `extra`."""
+    return {"model": model, "model_args": model_args, "dataset": dataset, "classes": list(classes),
+            "normalization": {"mean": norm.mean, "std": norm.std}, "input_size": [1, 28, 28], **extra}
+
+
 def save_checkpoint(folder: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Write folder/model.safetensors, then folder/model.json naming the weights' SHA-256.
 

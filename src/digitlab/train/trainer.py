@@ -34,7 +34,7 @@ from digitlab.data import (
 from digitlab.errors import ConfigError
 from digitlab.models import create_model, init_weights
 from digitlab.train.calibrate import fit_temperature, logit_reference
-from digitlab.train.checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
+from digitlab.train.checkpoint import load_checkpoint, load_state, model_meta, save_checkpoint, save_state
 from digitlab.train.config import TrainConfig
 from digitlab.train.evaluate import Evaluation, evaluate, predict_logits
 from digitlab.train.plots import plot_confusion, plot_curves
@@ -201,9 +201,7 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
     forward = torch.compile(model) if cfg.compile else model  # shares parameters with `model`
 
-    meta = {"model": cfg.model, "model_args": model_args, "dataset": cfg.dataset,
-            "classes": list(data.classes), "normalization": {"mean": norm.mean, "std": norm.std},
-            "input_size": [1, 28, 28], "config": cfg.to_dict()}
+    meta = model_meta(cfg.model, model_args, cfg.dataset, data.classes, norm, config=cfg.to_dict())
     history: list[dict] = []
     best = {"score": -math.inf, "epoch": 0}  # the best val accuracy (or -train loss) so far; the kept epoch
     start_epoch, stale, ref_loss = 0, 0, []
