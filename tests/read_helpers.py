@@ -4,7 +4,6 @@ and images composed from real digits."""
 from __future__ import annotations
 
 import functools
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,11 @@ def _digits(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.cache
-def _model(data_dir: str):
+def _model(data_dir: str, out: Path):
     """lenet5-improved on 8192 MNIST train images for 2 epochs with the augmentation the strong models
     use (about 96% test accuracy); cached so every test module shares one training run."""
     from digitlab.train import TrainConfig, fit, load_checkpoint
 
-    out = Path(tempfile.mkdtemp(prefix="digitlab-read-model-"))
     cfg = TrainConfig(model="lenet5-improved", data_dir=data_dir, limit=8192, epochs=2,
                       augment="rotation=10,scale=0.85:1.15,translate=0.1", threads=1)
     fit(cfg, out, progress=False, log=lambda s: None)
@@ -39,9 +37,9 @@ def test_digits(shared_data_dir) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def read_model(shared_data_dir):
-    """(Checkpoint, run folder) of the small trained model."""
-    return _model(str(shared_data_dir))
+def read_model(shared_data_dir, tmp_path_factory):
+    """(Checkpoint, run folder) of the small trained model, in pytest's temporary folder."""
+    return _model(str(shared_data_dir), tmp_path_factory.getbasetemp() / "read-model")
 
 
 def sure_digits(ckpt, images: np.ndarray, labels: np.ndarray, per_class: int = 3, start: int = 0) -> dict:
