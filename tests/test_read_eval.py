@@ -111,3 +111,25 @@ def test_samples_record_each_digit_box_and_their_nuisances(test_digits):
     kinds = {k for s in hard for k in s.nuisances}
     assert {"touching", "ruling", "inverted"} <= kinds
     assert all(s.nuisances == () for s in synth.generate(images, labels, synth.EASY, 10, seed=5))
+
+
+def test_held_out_digits_are_a_runs_own_test_split(shared_data_dir, tmp_path):
+    import json
+
+    from digitlab.data import load_dataset
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"dataset": "mnist", "train_split": "train", "test_split": "test"}))
+    np.savez(run / "splits.npz", train=np.arange(5), val=np.arange(5, 8), test=np.array([3, 1, 4]))
+    images, labels = synth.held_out_digits(run, shared_data_dir)
+    test = load_dataset("mnist", "test", data_dir=shared_data_dir)
+    np.testing.assert_array_equal(images, test.images.numpy()[[3, 1, 4]])
+    np.testing.assert_array_equal(labels, test.labels.numpy()[[3, 1, 4]])
+    # A 3-way split of one split (TibetanMNIST has no test split): the test part of the train split
+    (run / "config.json").write_text(json.dumps({"dataset": "mnist", "train_split": "train", "test_split": ""}))
+    images, _ = synth.held_out_digits(run, shared_data_dir)
+    np.testing.assert_array_equal(images, load_dataset("mnist", "train", data_dir=shared_data_dir).images.numpy()[[3, 1, 4]])
+    (run / "splits.npz").unlink()
+    with pytest.raises(ConfigError, match="not a training run with a test split"):
+        synth.held_out_digits(run, shared_data_dir)

@@ -1,5 +1,7 @@
 """digitlab.read segmentation on real MNIST test digits: lines, marks, touching pairs, broken strokes."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -41,6 +43,24 @@ def test_lines_are_found_in_reading_order(test_digits):
     assert lay.lines[0].bottom < lay.lines[1].top
     xs = [p.box[0] for p in lay.lines[1].pieces]
     assert xs == sorted(xs)
+
+
+def test_a_digit_in_two_stacked_pieces_opens_no_line_of_its_own(test_digits):
+    """Kannada digits at 28x28 often come in two pieces, one above the other: a short piece reaching
+    above the line joins the line of the full-height digits beside it."""
+    images, _ = test_digits
+    img = synth.render(list(images[:4]), height=40, gaps=[0.4] * 3, margin=1.0)
+    (x, y, w, hh), = [b for b in digit_boxes(img)][-1:]
+    img = np.pad(img, ((0, 0), (0, 60)), constant_values=235)
+    left = x + w + 20
+    # two loops, each under half the height of the digits beside them (too round for fragments); the
+    # upper one mostly above the line's top
+    cv2.ellipse(img, (left + 11, y - 2), (11, 7), 0, 0, 360, 25, 3)
+    cv2.ellipse(img, (left + 11, y + hh - 14), (11, 7), 0, 0, 360, 25, 3)
+    cfg = ReadConfig()
+    page = prepare(img, cfg)
+    assert len(segment.layout(page, cfg).lines) == 1
+    assert len(segment.layout(page, dataclasses.replace(cfg, line_seed_height=0.0)).lines) == 2
 
 
 def test_cut_path_goes_through_the_joint_of_touching_strokes():

@@ -38,19 +38,24 @@ def test_owner_map_marks_each_digit_and_leaves_the_image_as_it_was(test_digits):
 def test_crops_are_labelled_by_the_ink_they_hold(test_digits):
     images, labels = test_digits
     rng = np.random.default_rng(3)
-    merged = single = 0
+    merged = single = pairs_read = 0
     for _ in range(6):
         sample = synth.make_sample(images, labels, PAIRS, rng, owners=True)
         crops, digit, fit = verifier.candidate_crops(sample, ReadConfig())
         assert crops.shape[1:] == (28, 28) and crops.dtype == np.uint8 and len(crops) == len(digit) == len(fit)
-        x, y = verifier.label_crops(sample, ReadConfig(), verifier.VerifierConfig())
+        x, y = verifier.label_crops(sample, ReadConfig(), verifier.VerifierConfig(pairs=False))
         truth = [int(c) for c in "".join(sample.lines)]
         # Every label is a digit of the string or "not a digit"; touching pairs give whole components
         # holding two digits, which must be labelled "not a digit"
         assert set(y.tolist()) <= set(truth) | {10}
+        # A verifier that reads pairs labels a merged pair with its two digits, left to right
+        _, y = verifier.label_crops(sample, ReadConfig(), dataclasses.replace(verifier.VerifierConfig(), pairs=True))
+        neighbours = {10 + 10 * a + b for a, b in zip(truth, truth[1:])}
+        assert set(y.tolist()) <= set(truth) | neighbours | {110}
+        pairs_read += int(((y >= 10) & (y < 110)).sum())
         merged += int(((fit[:, 0] < 0.7) & (digit >= 0)).sum())
         single += int((y < 10).sum())
-    assert merged > 0 and single > 0
+    assert merged > 0 and single > 0 and pairs_read > 0
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +140,72 @@ def test_the_reader_splits_a_pair_it_merged_when_the_verifier_says_not_a_digit(r
         if read(img, ckpt, verifier=fake).text == text:
             read_right.append(text)
     assert len(read_right) >= max(1, len(merged) // 2), (merged, read_right)
+
+
+def test_the_verifiers_own_digit_reading_sways_the_class_only_by_its_weight():
+    from digitlab.read.recognize import with_verifier_classes
+
+    probs = np.array([[0.0] * 10])
+    probs[0, [1, 7]] = 0.5  # the classifier cannot tell a 1 from a 7
+    vlogp = np.log(np.r_[np.full(10, 0.01), 0.9])[None, :]
+    vlogp[0, 7] = np.log(0.09)  # the verifier, on the segmenter's own crops, has seen this 7
+    single = verifier.single_digit_logp(vlogp)
+    mixed = with_verifier_classes(probs, vlogp, single, 1.0)
+    assert mixed[0].argmax() == 7 and mixed.sum() == pytest.approx(1.0)
+    assert mixed[0, 7] == pytest.approx(0.9)  # 0.5 * 0.9 against 0.5 * 0.1 for the 1
+    np.testing.assert_allclose(with_verifier_classes(probs, vlogp, single, 0.0), probs, atol=1e-9)
+    # "Not a digit" weighs nothing here: it is the verifier's other score (single), not a class
+    vlogp[0, 10] = np.log(0.001)
+    assert with_verifier_classes(probs, vlogp, verifier.single_digit_logp(vlogp), 1.0)[0, 7] == pytest.approx(0.9)
+
+
+def test_a_verifier_of_another_dataset_leaves_the_classes_alone(read_model, test_digits, monkeypatch):
+    from digitlab.read import recognize
+
+    ckpt, _ = read_model
+    img = string_image(sure_digits(ckpt, *test_digits), "305")
+
+    def says_eight(checker, crops, batch_size=256):
+        return np.log(np.tile(np.r_[np.full(8, 0.001), 0.99, 0.001, 0.007], (len(crops), 1)))
+
+    monkeypatch.setattr(recognize, "verifier_logp", says_eight)
+    classes = [*ckpt.classes, verifier.NOT_A_DIGIT]
+    same = Checkpoint(model=ckpt.model, meta={**ckpt.meta, "role": "verifier", "classes": classes})
+    other = Checkpoint(model=ckpt.model, meta={**ckpt.meta, "role": "verifier", "classes": classes,
+                                               "dataset": "kannada-mnist"})
+    assert read(img, ckpt, verifier=other).text == "305"
+    assert read(img, ckpt, ReadConfig(verifier_classes=0.0), verifier=same).text == "305"
+    assert read(img, ckpt, ReadConfig(verifier_classes=4.0), verifier=same).text == "888"
+
+
+def test_a_pair_no_cut_separates_is_read_as_two_digits_when_the_verifier_reads_it(read_model, test_digits,
+                                                                                  monkeypatch):
+    from digitlab.read import recognize
+
+    ckpt, _ = read_model
+    digits = sure_digits(ckpt, *test_digits)
+    # No cut at all: the touching pair stays one piece (and, 0.9 heights wide, may be read as a pair)
+    cfg = ReadConfig(cut_max_runs=0, force_width=99.0, pair_min_width=0.8, pair_halves=0.0)  # the stand-in alone
+    img = string_image(digits, "3" + "41", gaps=[0.6, None])
+    assert read(img, ckpt, cfg).text != "341"
+
+    def reads_pairs(checker, crops, batch_size=256):
+        """A stand-in 111-class verifier: "41" for the merged pair's own crop, "3" for any other."""
+        out = np.full((len(crops), 111), 1e-4)
+        for k, c in enumerate(crops):
+            pair = any(np.array_equal(c, w) for w in checker.meta["pairs"])
+            out[k, 10 + 41 if pair else 3] = 0.99
+        return np.log(out / out.sum(1, keepdims=True))
+
+    monkeypatch.setattr(recognize, "verifier_logp", reads_pairs)
+    classes = [*ckpt.classes, *(a + b for a in ckpt.classes for b in ckpt.classes), verifier.NOT_A_DIGIT]
+    page = prepare(img, cfg)
+    lay = segment.layout(page, cfg)
+    widest = max((c for c in segment.candidates(lay, cfg, page.text_height) if c.whole), key=lambda c: c.box[2])
+    pair = segment.crop(page, lay, lay.lines[widest.line].pieces[widest.first:widest.last + 1], widest.box)
+    fake = Checkpoint(model=ckpt.model, meta={**ckpt.meta, "role": "verifier", "classes": classes, "pairs": [pair]})
+    reading = read(img, ckpt, cfg, verifier=fake)
+    assert reading.text == "341"
+    three, four, one = reading.lines[0]
+    assert four.confidence == one.confidence > 0.9 and four.box[0] < one.box[0]  # the box split in halves
+    assert read(img, ckpt, dataclasses.replace(cfg, pair_weight=0.0), verifier=fake).text != "341"

@@ -62,6 +62,7 @@ class ReadConfig:
     fragment_height: float = 0.45  # in text heights
     fragment_strokes: float = 2.5  # in stroke widths
     line_overlap: float = 0.5  # vertical overlap (fraction of the shorter) that puts two components on one line
+    line_seed_height: float = 0.6  # of the median component height: shorter ones join a line, start none
     protrude: float = 0.12  # in text heights: reaching this far above and below its line: a symbol ($)
     fragment_reach: float = 0.35  # in text heights: a fragment this far above or below a line still joins it
     # segmentation
@@ -98,6 +99,20 @@ class ReadConfig:
     # that a merged pair or half a digit loses against the cut that reads two whole digits (hard seeds 11
     # and 12, 200 images each: 51.0% exact at 2, 51.2% at 3; easy seeds 11 and 21: 95.8% at 2, 96.0% at 1)
     verifier_weight: float = 2.0
+    # The verifier's own digit reading (trained on the segmenter's crops) multiplies the classifier's class
+    # probabilities to this power, when both were trained on the same dataset (0: classifier only).
+    # Tuning seeds, lenet5-improved: easy 11/21/31/41 (200 each) 97.25% at 0, 97.38% at 1; hard 12/13
+    # (150 each) 48.3% at 0, 51.3% at 1 (53.3% at 2, with easy 96.75%, for a 99.59% fastcnn)
+    verifier_classes: float = 1.0
+    # A verifier that reads merged pairs (VerifierConfig.pairs) offers each candidate a second reading,
+    # as two digits, scored pair_weight * log p(best pair) + the prior of two digits - pair_penalty
+    pair_weight: float = 3.0
+    pair_penalty: float = 4.0
+    # ... where the verifier finds a pair at least pair_min likely, its reading of which pair is weighed
+    # with the classifier's reading of each half of the crop, to this power (0: the verifier's alone)
+    pair_min: float = 0.05
+    pair_min_width: float = 1.1  # in heights: a narrower candidate is never read as two digits
+    pair_halves: float = 1.0
     # recognition
     reject_below: float = 0.5  # calibrated confidence under which a digit is reported as '?'
     reject_width: float = 1.5  # in heights: a wider crop that looks unlike a digit is '?' (unsplit pair)

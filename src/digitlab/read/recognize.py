@@ -21,7 +21,7 @@ import torch
 from digitlab.read import segment
 from digitlab.read.config import ReadConfig
 from digitlab.read.image import Page, load_gray, prepare
-from digitlab.read.verifier import load_verifier, single_digit_logp, verifier_logp
+from digitlab.read.verifier import load_verifier, logsumexp, pair_logp, single_digit_logp, verifier_logp
 from digitlab.train.checkpoint import Checkpoint, load_checkpoint
 from digitlab.train.evaluate import predict_logits
 
@@ -147,6 +147,65 @@ def _fill(crop: np.ndarray) -> float:
     return float(ink.sum() / (h * w)) if min(h, w) >= 10 else 0.0
 
 
+def pair_scores(page: Page, lay: segment.Layout, cands: list[segment.Candidate], pairs: np.ndarray,
+                ckpt: Checkpoint, cfg: ReadConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's score when read as two merged digits (-inf where it is narrower than
+    cfg.pair_min_width heights or the verifier finds it less than cfg.pair_min likely a pair), and
+    log p(a, b) (N, 10, 10): the verifier's pairs (log-probabilities from pair_logp), weighed with the
+    classifier's reading of the crop's left and right halves (p_left(a) p_right(b) to the power
+    cfg.pair_halves), since the verifier sees a pair squeezed into 20x20 pixels and the classifier
+    reads each digit at full size. Score: pair_weight * log p(a pair) + log p(best a, b | a pair) +
+    the prior of two digits - pair_penalty."""
+    h = page.text_height
+    mass = logsumexp(pairs.reshape(len(cands), -1))  # log p(two merged digits), any two
+    wide = np.array([c.box[2] >= cfg.pair_min_width * max(h, c.box[3]) for c in cands])
+    likely = np.flatnonzero(wide & (mass > np.log(cfg.pair_min)))
+    pairs = pairs.copy()
+    if cfg.pair_halves and likely.size:
+        halves = np.stack([segment.crop(page, lay, lay.lines[cands[k].line].pieces[cands[k].first:cands[k].last + 1],
+                                        cands[k].box, half) for k in likely for half in (0, 1)])
+        logits = predict_logits(ckpt.model, torch.from_numpy(halves), ckpt.normalization, cfg.batch_size)
+        temperature = float(ckpt.meta.get("temperature", 1.0))
+        side = (logits / temperature).log_softmax(1).double().numpy().reshape(len(likely), 2, -1)
+        pairs[likely] += cfg.pair_halves * (side[:, 0, :, None] + side[:, 1, None, :])
+    given = pairs.reshape(len(cands), -1) - logsumexp(pairs.reshape(len(cands), -1))[:, None]
+    score = np.full(len(cands), -np.inf)
+    for k in likely:
+        score[k] = cfg.pair_weight * mass[k] + given[k].max() + segment.pair_prior(cands[k], cfg, h) - cfg.pair_penalty
+    return score, pairs
+
+
+def pair_readings(cand: segment.Candidate, joint: np.ndarray, crop: np.ndarray, page: Page,
+                  classes: list[str], line: int, cfg: ReadConfig) -> list[DigitReading]:
+    """The two digits of a candidate read as a merged pair: joint (10, 10) holds the probabilities of
+    each pair (left a, right b), from pair_scores. Each digit gets its marginal probabilities and the
+    pair's confidence; the box is split in two halves (the digits overlap: no column parts them)."""
+    joint = joint / max(joint.sum(), 1e-12)
+    a, b = np.unravel_index(int(joint.argmax()), joint.shape)
+    confidence = float(joint[a, b])
+    x, y, w, hh = cand.box
+    out = []
+    halves = ((a, joint.sum(1), (x, y, w // 2, hh)), (b, joint.sum(0), (x + w // 2, y, w - w // 2, hh)))
+    for best, marginal, box in halves:
+        reason = f"low confidence {confidence:.2f} < {cfg.reject_below:.2f} (a merged pair)" \
+            if confidence < cfg.reject_below else None
+        out.append(DigitReading(text=REJECTED if reason else classes[best], best=classes[best], confidence=confidence,
+                                probabilities=tuple(float(q) for q in marginal), box=page.to_original(box), line=line,
+                                rejected=reason, crop=crop))
+    return out
+
+
+def with_verifier_classes(probs: np.ndarray, vlogp: np.ndarray, single: np.ndarray, weight: float) -> np.ndarray:
+    """The classifier's class probabilities (N, C) times the verifier's own reading of the crop as one
+    of the ten digits (vlogp (N, 11), single = log p(one whole digit)) to the power `weight`,
+    renormalised. The verifier learnt digits from the segmenter's own crops (cut strokes, a neighbour's
+    stroke, box residue), which the classifier never saw."""
+    logp = np.log(np.maximum(probs, 1e-12)) + weight * (vlogp[:, :10] - single[:, None])
+    logp -= logp.max(1, keepdims=True)
+    odds = np.exp(logp)
+    return odds / odds.sum(1, keepdims=True)
+
+
 def as_checkpoint(checkpoint: str | PathLike | Checkpoint) -> Checkpoint:
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(Path(checkpoint))
 
@@ -187,10 +246,19 @@ def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | No
     ref = typical_logit(ckpt, cands, top)
     looks = digitness(top, ref, cfg)
     single = np.zeros(len(cands))  # log p(one whole digit), from the verifier
+    pairs = None  # log p(two merged digits a, b) (N, 10, 10), from a verifier that reads pairs
     if verifier is not None and len(cands):
-        single = single_digit_logp(verifier_logp(verifier, crops, cfg.batch_size))
+        vlogp = verifier_logp(verifier, crops, cfg.batch_size)
+        single = single_digit_logp(vlogp)
+        if verifier.meta.get("dataset") == ckpt.meta.get("dataset"):  # the same classes
+            pairs = pair_logp(vlogp)
+            if cfg.verifier_classes:
+                probs = with_verifier_classes(probs, vlogp, single, cfg.verifier_classes)
     score = np.log(np.maximum(probs.max(1), 1e-12)) + looks + cfg.verifier_weight * single if len(cands) \
         else np.zeros(0)
+    pair_score = None
+    if pairs is not None and cfg.pair_weight:
+        pair_score, pairs = pair_scores(page, lay, cands, pairs, ckpt, cfg)
 
     lines: list[list[DigitReading]] = []
     ignored = [Ignored(page.to_original(m.box), m.reason) for m in lay.marks]
@@ -199,10 +267,14 @@ def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | No
         by_line.setdefault(cand.line, []).append(c)
     for k, line in enumerate(lay.lines):
         idx = by_line.get(k, [])
-        chosen, skipped = segment.best_path(line, [cands[c] for c in idx], score[idx], cfg)
+        chosen, skipped = segment.best_path(line, [cands[c] for c in idx], score[idx], cfg,
+                                            pair_score[idx] if pair_score is not None else None)
         digits = []
-        for local in chosen:
+        for local, two in chosen:
             c = idx[local]
+            if two:
+                digits += pair_readings(cands[c], np.exp(pairs[c]), crops[c], page, classes, len(lines), cfg)
+                continue
             p = probs[c]
             best = int(p.argmax())
             reason = rejection(cands[c], crops[c], float(p[best]), float(top[c]), ref, h, cfg)

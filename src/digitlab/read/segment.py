@@ -91,9 +91,13 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
         else:
             mains.append(i)
 
-    # Lines: each main component joins the line it overlaps most vertically, in order of its centre
+    # Lines: each main component joins the line it overlaps most vertically, in order of its centre.
+    # Components much shorter than the text (a part of a digit drawn in two strokes, one above the other)
+    # join the line they are in or next to afterwards, so that they do not open lines of their own
+    typical = float(np.median(stats[mains, 3])) if mains else 0.0
+    short = {i for i in mains if stats[i, 3] < cfg.line_seed_height * typical}
     bands: list[list[int]] = []
-    for i in sorted(mains, key=lambda i: stats[i, 1] + stats[i, 3] / 2):
+    for i in sorted((i for i in mains if i not in short), key=lambda i: stats[i, 1] + stats[i, 3] / 2):
         top, bottom = stats[i, 1], stats[i, 1] + stats[i, 3]
         best, best_overlap = None, 0.0
         for k, members in enumerate(bands):
@@ -105,6 +109,15 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
             bands.append([i])
         else:
             bands[best].append(i)
+    bands.sort(key=lambda m: sum(_band(stats, m)))
+    spans = [_band(stats, m) for m in bands]
+    for i in sorted(short, key=lambda i: stats[i, 1] + stats[i, 3] / 2):
+        k = _nearest_band(spans, stats[i, 1] + stats[i, 3] / 2, cfg.fragment_reach * h)
+        if k is not None:
+            bands[k].append(i)
+        else:  # a line of small digits
+            bands.append([i])
+            spans.append(_band(stats, [i]))
     bands.sort(key=lambda m: sum(_band(stats, m)))
     spans = [_band(stats, m) for m in bands]
 
@@ -123,11 +136,9 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
     members_of = [list(m) for m in bands]
     for i in fragments:
         x, y, w, hh = (int(v) for v in stats[i, :4])
-        cy = y + hh / 2
-        near = [(abs(cy - (bt + bb) / 2), k) for k, (bt, bb) in enumerate(spans)
-                if bt - cfg.fragment_reach * h <= cy <= bb + cfg.fragment_reach * h]
-        if near:
-            members_of[min(near)[1]].append(i)
+        k = _nearest_band(spans, y + hh / 2, cfg.fragment_reach * h)
+        if k is not None:
+            members_of[k].append(i)
         else:
             marks.append(Mark((x, y, w, hh), mark_kind(w, hh, h)))
 
@@ -157,6 +168,13 @@ def mark_kind(w: int, hh: int, h: float) -> str:
     if w >= 2 * hh:
         return "dash"
     return "mark (comma, dot or stray stroke)"
+
+
+def _nearest_band(spans: list[tuple[float, float]], cy: float, reach: float) -> int | None:
+    """The line whose band (top, bottom) holds the centre row cy, or comes within `reach` of it, with
+    its middle nearest; None when none does."""
+    near = [(abs(cy - (bt + bb) / 2), k) for k, (bt, bb) in enumerate(spans) if bt - reach <= cy <= bb + reach]
+    return min(near)[1] if near else None
 
 
 def _band(stats: np.ndarray, members: list[int]) -> tuple[float, float]:
@@ -361,11 +379,24 @@ def own_pixels(lay: Layout, pieces: list[Piece], box: tuple[int, int, int, int],
     return slice(y0, y1), slice(x0, x1), mine
 
 
-def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int, int]) -> np.ndarray:
+def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int, int],
+         half: int | None = None) -> np.ndarray:
     """The digit made of `pieces`, MNIST style: its own ink only (neighbours masked out), white on
-    black, the stroke core at 255 with the anti-aliased edge kept, then digitlab's mnist_style."""
+    black, the stroke core at 255 with the anti-aliased edge kept, then digitlab's mnist_style.
+    half=0 or 1: only the ink left or right of the emptiest column of the middle third (one digit of
+    two merged ones, read on its own)."""
     rows, cols, mine = own_pixels(lay, pieces, box, page.mask.shape)
     others = (lay.labels[rows, cols] > 0) & ~mine
+    if half is not None:
+        ink_cols = np.flatnonzero(mine.any(0))
+        lo, hi = ink_cols[0], ink_cols[-1] + 1
+        middle = np.arange(lo + (hi - lo) // 3, max(lo + (hi - lo) // 3 + 1, lo + 2 * (hi - lo) // 3))
+        split = int(middle[mine[:, middle].sum(0).argmin()])
+        side = (np.arange(mine.shape[1]) < split) if half == 0 else (np.arange(mine.shape[1]) >= split)
+        others |= mine & ~side[None, :]
+        mine = mine & side[None, :]
+        if not mine.any():
+            return np.zeros((28, 28), np.uint8)
     # One pixel of edge around the strokes keeps the anti-aliasing, but never another digit's ink
     edge = cv2.dilate(mine.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~others
     ink = page.ink[rows, cols]
@@ -375,18 +406,29 @@ def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int,
     return mnist_style((gray * 255).round().astype(np.uint8))
 
 
-def best_path(line: Line, cands: list[Candidate], logp: np.ndarray, cfg: ReadConfig) -> tuple[list[int], list[int]]:
+def pair_prior(cand: Candidate, cfg: ReadConfig, h: float) -> float:
+    """The geometric prior of a candidate read as two merged digits: a second digit bonus, and the width
+    penalty of two digits' width instead of one's."""
+    width = cand.box[2] / h
+    return cand.prior + cfg.digit_bonus + cfg.wide_penalty * (
+        max(0.0, width - cfg.max_digit_width) - max(0.0, width - 2 * cfg.max_digit_width))
+
+
+def best_path(line: Line, cands: list[Candidate], logp: np.ndarray, cfg: ReadConfig,
+              pair_score: np.ndarray | None = None) -> tuple[list[tuple[int, bool]], list[int]]:
     """The reading of the line with the highest total score: the sum over its digits of log p(best class)
     plus geometric prior (which includes a bonus per digit, so that reading more digits is not
     penalised by the extra factors of the product), minus the cost of every cut; fragments may be left
     out as marks.
 
-    cands: this line's candidates; logp: their log-probability of the best class. Returns (indices of
-    the chosen candidates, indices of the pieces left out), both left to right."""
+    cands: this line's candidates; logp: their score as one digit without the prior (log-probability
+    of the best class, plus the verifier's terms); pair_score: each candidate's whole score when read as two merged digits (-inf: not a pair),
+    or None. Returns ((index of the chosen candidate, read as a pair), indices of the pieces left out),
+    both left to right."""
     n = len(line.pieces)
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
-    back: list[tuple[int, int] | None] = [None] * (n + 1)  # (previous position, candidate or -1 for a skip)
+    back: list[tuple[int, int, bool] | None] = [None] * (n + 1)  # (previous position, candidate or -1, pair)
     starting: dict[int, list[int]] = {}
     for c, cand in enumerate(cands):
         starting.setdefault(cand.first, []).append(c)
@@ -396,18 +438,24 @@ def best_path(line: Line, cands: list[Candidate], logp: np.ndarray, cfg: ReadCon
         if line.pieces[i].skippable:  # leave it out as a mark; a piece cut off a digit rarely is one
             score = best[i] - line.cuts[i + 1] - (cfg.skip_cut_penalty if line.pieces[i].pixels is not None else 0)
             if score > best[i + 1]:
-                best[i + 1], back[i + 1] = score, (i, -1)
+                best[i + 1], back[i + 1] = score, (i, -1, False)
         for c in starting.get(i, []):
             j = cands[c].last + 1
-            score = best[i] + logp[c] + cands[c].prior - line.cuts[j]
-            if score > best[j]:
-                best[j], back[j] = score, (i, c)
-    chosen, skipped = [], []
+            for two, own in ((False, logp[c] + cands[c].prior),
+                             (True, pair_score[c] if pair_score is not None else -np.inf)):
+                score = best[i] + own - line.cuts[j]
+                if score > best[j]:
+                    best[j], back[j] = score, (i, c, two)
+    chosen: list[tuple[int, bool]] = []
+    skipped: list[int] = []
     if best[n] == -np.inf:  # cannot happen: every piece is a fragment or has a one-piece candidate
         return chosen, list(range(n))
     pos = n
     while pos > 0:
-        prev, c = back[pos]
-        (skipped if c < 0 else chosen).append(prev if c < 0 else c)
+        prev, c, two = back[pos]
+        if c < 0:
+            skipped.append(prev)
+        else:
+            chosen.append((c, two))
         pos = prev
     return chosen[::-1], skipped[::-1]

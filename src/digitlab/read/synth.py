@@ -333,6 +333,33 @@ def load_test_digits(data_dir: str | Path | None = None) -> tuple[np.ndarray, np
     return test.images.numpy(), test.labels.numpy()
 
 
+def run_digits(run: str | Path, part: str = "test", data_dir: str | Path | None = None,
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The digits of one part ("train", "val" or "test") of a training run's split (RUN/config.json and
+    RUN/splits.npz), as its model saw them: uint8 (N, 28, 28) white on black, labels (N,)."""
+    import json
+
+    from digitlab.data import load_dataset
+    from digitlab.errors import ConfigError
+
+    run = Path(run)
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+        indices = np.load(run / "splits.npz")[part]
+    except (OSError, KeyError, ValueError) as e:
+        raise ConfigError(f"{run}: not a training run with a {part} split (config.json, splits.npz): {e}") from e
+    split = cfg.get("train_split", "train") if part != "test" else cfg.get("test_split") or cfg.get("train_split", "train")
+    data = load_dataset(cfg["dataset"], split, data_dir=data_dir if data_dir is not None else cfg.get("data_dir"))
+    return data.images.numpy()[indices], data.labels.numpy()[indices]
+
+
+def held_out_digits(run: str | Path, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A training run's test digits: images its model neither trained on nor was selected on, in its own
+    script, so that strings drawn from them measure reading with that model (TibetanMNIST has no
+    official test split: a run's 3-way split holds one out)."""
+    return run_digits(run, "test", data_dir)
+
+
 def generate(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, n: int, seed: int,
              owners: bool = False) -> list[Sample]:
     rng = np.random.default_rng(seed)

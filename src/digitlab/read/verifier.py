@@ -1,22 +1,26 @@
-"""The verifier: is a candidate crop one whole digit, or a merged pair, half a digit, a sliver, a mark?
+"""The verifier: is a candidate crop one whole digit, two merged digits, half a digit, a sliver, a mark?
 
 The classifier alone cannot tell: it was trained on single digits only, and reads two touching digits
 as one confident digit (a 1 and a 0 make a fine 0), so a segmentation search scored by it keeps merged
 pairs. The verifier is an ordinary digitlab checkpoint with 11 classes, the ten digits and "not a
-digit", trained on the crops the segmenter itself makes: synthetic strings drawn by
-``digitlab.read.synth`` from MNIST *train* digits (the synthetic benchmark draws from test digits only)
-go through the reader's own cleaning, segmentation and ``segment.crop``, and every candidate is labelled
-by the ink it holds (``Sample.owner``): one digit's ink, nearly all of it and little else, is that digit;
-anything else (two digits, a part of one, one with a neighbour's stroke, specks, box and ruling residue)
-is "not a digit". The reader adds ``verifier_weight * log p(one whole digit)`` to each candidate's score.
+digit" (with pairs=True 111: also the hundred pairs of two neighbouring digits merged into one crop,
+"00" ... "99"), trained on the crops the segmenter itself makes: synthetic strings drawn by
+``digitlab.read.synth`` from training digits (MNIST *train*, or a training run's own; the synthetic
+benchmark draws from test digits only) go through the reader's own cleaning, segmentation and
+``segment.crop``, and every candidate is labelled by the ink it holds (``Sample.owner``): one digit's
+ink, nearly all of it and little else, is that digit; two neighbours' whole ink is that pair; anything
+else (a part of a digit, one with a neighbour's stroke, specks, box and ruling residue) is "not a
+digit". The reader adds ``verifier_weight * log p(one whole digit)`` to each candidate's score, weighs
+the classifier's classes with the verifier's, and reads a candidate as a pair where that scores best.
 
     digitlab train-verifier runs/verifier --data-dir ../shared/datasets
     digitlab read photo.jpg --model runs/lenet5-improved --verifier runs/verifier
-"""
+    digitlab train-verifier runs/tibetan/verifier --set run=runs/tibetan   # a TibetanMNIST model's"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +47,9 @@ ROLE = "verifier"  # meta["role"] of a verifier checkpoint
 @dataclass(frozen=True)
 class VerifierConfig:
     model: str = "lenet5-improved"  # any registered model; built with 11 classes
+    # Draw the strings from this training run's own training digits (its dataset, RUN/splits.npz "train"),
+    # so that a TibetanMNIST or Kannada-MNIST model gets a verifier of its script; empty: MNIST train
+    run: str = ""
     images: int = 3000  # synthetic training images (about 60 candidate crops each)
     val_images: int = 300  # held-out images, drawn from a different seed
     easy_fraction: float = 0.2  # share of images drawn like synth.EASY; the rest like synth.HARD ...
@@ -55,6 +62,12 @@ class VerifierConfig:
     coverage: float = 0.88
     loose_purity: float = 0.8
     loose_coverage: float = 0.7
+    # Also learn to read two touching or overlapping digits merged into one crop: 100 more classes, one
+    # per pair, so that the reader can read a pair no cut separates. Off: squeezed into 20x20 pixels the
+    # pair is read right 63% of the time (3000 + 15000 pair images), and reading with such a verifier
+    # made hard seeds 12/13 53.0% (51.3% without pairs) but seed 2 58.2% (59.0%) and easy seed 1 95.8% (97.2%)
+    pairs: bool = False
+    pair_images: int = 0  # more images, of two digits that always touch or overlap (each a merged pair)
     epochs: int = 3  # over about 150k crops, most of them not a digit
     batch_size: int = 128
     lr: float = 2e-3  # peak of the one-cycle schedule, Adam
@@ -64,6 +77,8 @@ class VerifierConfig:
     def __post_init__(self) -> None:
         if self.images < 1 or self.val_images < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("images, val_images, epochs and batch_size must be >= 1")
+        if self.pair_images < 0:
+            raise ConfigError(f"pair_images must be >= 0, got {self.pair_images}")
         for name in ("easy_fraction", "touch", "overlap", "purity", "coverage", "loose_purity", "loose_coverage"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -78,67 +93,102 @@ class VerifierConfig:
         return dataclasses.asdict(self)
 
 
-def candidate_crops(sample: synth.Sample, cfg: ReadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def candidate_ink(sample: synth.Sample, cfg: ReadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every candidate digit the reader would score in `sample` (drawn with owners=True), cropped as the
-    reader crops it -> (crops (N, 28, 28) uint8; digit (N,) int64: the index in the sample of the digit
-    whose ink it holds most of, -1 for none; fit (N, 2): purity, the share of its digits' ink that is that
-    digit's, and coverage, the share of that digit's ink it holds)."""
+    reader crops it, with the ink it holds -> (crops (N, 28, 28) uint8; held (N, D): how many of the
+    crop's ink pixels each of the sample's D digits drew; total (D,): each digit's ink pixels on the page)."""
     if sample.owner is None:
         raise ValueError("candidate_crops needs a sample drawn with owners=True")
     gray, scale, _ = load_gray(sample.image, cfg)
     page = prepare(gray, cfg, scale)
     owner = cv2.warpPerspective(sample.owner, page.to_work, page.mask.shape[::-1], flags=cv2.INTER_NEAREST)
     owner = np.where(page.mask > 0, owner, 0)
-    total = np.bincount(owner.ravel(), minlength=int(sample.owner.max()) + 1)
+    n = sum(len(line) for line in sample.lines)
+    total = np.bincount(owner.ravel(), minlength=n + 1)[1:n + 1]
     lay = segment.layout(page, cfg)
     cands = segment.candidates(lay, cfg, page.text_height)
     crops = np.zeros((len(cands), 28, 28), np.uint8)
-    digit = np.full(len(cands), -1, np.int64)
-    fit = np.zeros((len(cands), 2))
+    held = np.zeros((len(cands), n), np.int64)
     for k, c in enumerate(cands):
         pieces = lay.lines[c.line].pieces[c.first:c.last + 1]
         crops[k] = segment.crop(page, lay, pieces, c.box)
         rows, cols, mine = segment.own_pixels(lay, pieces, c.box, page.mask.shape)
-        held = np.bincount(owner[rows, cols][mine], minlength=len(total))
-        held[0] = 0
-        if held.sum() == 0:
-            continue
-        best = int(held.argmax())
-        digit[k] = best - 1
-        fit[k] = held[best] / held.sum(), held[best] / max(1, total[best])
-    return crops, digit, fit
+        held[k] = np.bincount(owner[rows, cols][mine], minlength=n + 1)[1:n + 1]
+    return crops, held, total
+
+
+def candidate_crops(sample: synth.Sample, cfg: ReadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """candidate_ink's crops, with the digit each holds most of -> (crops (N, 28, 28) uint8; digit (N,)
+    int64: that digit's index in the sample, -1 for none; fit (N, 2): purity, the share of the crop's
+    digit ink that is that digit's, and coverage, the share of that digit's ink it holds)."""
+    crops, held, total = candidate_ink(sample, cfg)
+    digit = np.where(held.sum(1) > 0, held.argmax(1) if held.size else 0, -1)
+    best = held[np.arange(len(held)), np.maximum(digit, 0)] if held.size else np.zeros(len(held))
+    fit = np.stack([best / np.maximum(held.sum(1), 1), best / np.maximum(total[np.maximum(digit, 0)], 1)], 1) \
+        if held.size else np.zeros((len(held), 2))
+    return crops, digit, np.where(digit[:, None] >= 0, fit, 0.0)
 
 
 def label_crops(sample: synth.Sample, cfg: ReadConfig, vcfg: VerifierConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(crops (N, 28, 28) uint8, targets (N,) int64): 0-9 for one whole digit, 10 for not a digit;
-    ambiguous crops are left out."""
-    crops, digit, fit = candidate_crops(sample, cfg)
+    """(crops (N, 28, 28) uint8, targets (N,) int64): 0-9 for one whole digit; with vcfg.pairs, 10 + 10 a + b
+    for two neighbouring digits a, b of a line merged into one crop, each whole; the last class for
+    anything else (not a digit); ambiguous crops are left out."""
+    crops, held, total = candidate_ink(sample, cfg)
     classes = np.array([int(ch) for ch in "".join(sample.lines)], np.int64)
-    single = (digit >= 0) & (fit[:, 0] >= vcfg.purity) & (fit[:, 1] >= vcfg.coverage)
-    other = (digit < 0) | (fit[:, 0] < vcfg.loose_purity) | (fit[:, 1] < vcfg.loose_coverage)
-    targets = np.where(single, classes[np.maximum(digit, 0)], 10)
-    keep = single | other
+    line_of = np.repeat(np.arange(len(sample.lines)), [len(line) for line in sample.lines])
+    other_class = len(classes_of(vcfg)) - 1
+    targets = np.full(len(crops), other_class, np.int64)
+    keep = np.zeros(len(crops), bool)
+    for k in range(len(crops)):
+        ink = held[k].sum()
+        if ink == 0:
+            keep[k] = True
+            continue
+        order = np.argsort(held[k])[::-1]
+        a = int(order[0])
+        purity, coverage = held[k, a] / ink, held[k, a] / max(1, total[a])
+        if purity >= vcfg.purity and coverage >= vcfg.coverage:
+            targets[k], keep[k] = classes[a], True
+            continue
+        if vcfg.pairs and len(order) > 1:
+            left, right = sorted(int(i) for i in order[:2])
+            two = held[k, [left, right]]
+            if right == left + 1 and line_of[left] == line_of[right] and two.sum() >= vcfg.purity * ink \
+                    and (two >= vcfg.coverage * np.maximum(total[[left, right]], 1)).all():
+                targets[k], keep[k] = 10 + 10 * classes[left] + classes[right], True
+                continue
+        keep[k] = purity < vcfg.loose_purity or coverage < vcfg.loose_coverage
     return crops[keep], targets[keep]
 
 
-def training_specs(vcfg: VerifierConfig) -> tuple[synth.SynthSpec, synth.SynthSpec]:
-    """(easy, hard) specs the training strings are drawn from: synth's own, the hard one with more pairs."""
-    return synth.EASY, dataclasses.replace(synth.HARD, name="verifier-hard", touch=vcfg.touch,
-                                           overlap=vcfg.overlap)
+def classes_of(vcfg: VerifierConfig, digits: tuple[str, ...] = tuple(str(c) for c in range(10))) -> list[str]:
+    """The verifier's class names: the ten digits, with vcfg.pairs the hundred pairs ("00" ... "99"),
+    then "not a digit"."""
+    pairs = [a + b for a in digits for b in digits] if vcfg.pairs else []
+    return [*digits, *pairs, NOT_A_DIGIT]
+
+
+def training_specs(vcfg: VerifierConfig) -> tuple[synth.SynthSpec, synth.SynthSpec, synth.SynthSpec]:
+    """(easy, hard, pair) specs the training strings are drawn from: synth's own, the hard one with more
+    pairs, and one line of two digits that touch or overlap."""
+    hard = dataclasses.replace(synth.HARD, name="verifier-hard", touch=vcfg.touch, overlap=vcfg.overlap)
+    pair = dataclasses.replace(synth.HARD, name="verifier-pair", lines=(1, 1), digits=(2, 2), touch=0.6, overlap=0.4)
+    return synth.EASY, hard, pair
 
 
 def make_crops(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, vcfg: VerifierConfig,
-               cfg: ReadConfig | None = None, log: Callable[[str], None] | None = None,
+               cfg: ReadConfig | None = None, log: Callable[[str], None] | None = None, pair_images: int = 0,
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labelled crops from n synthetic images of `digits` (MNIST *train* digits) -> (uint8 (N, 28, 28),
-    int64 (N,))."""
+    """Labelled crops from n synthetic images of `digits` (training digits), and pair_images more of two
+    merged digits -> (uint8 (N, 28, 28), int64 (N,))."""
     cfg = cfg or ReadConfig()
-    easy, hard = training_specs(vcfg)
+    easy, hard, pair = training_specs(vcfg)
     rng = np.random.default_rng(seed)
     crops, targets = [], []
     started = time.perf_counter()
+    n += pair_images
     for i in range(n):
-        spec = easy if rng.random() < vcfg.easy_fraction else hard
+        spec = pair if i >= n - pair_images else easy if rng.random() < vcfg.easy_fraction else hard
         c, t = label_crops(synth.make_sample(digits, labels, spec, rng, owners=True), cfg, vcfg)
         crops.append(c)
         targets.append(t)
@@ -147,8 +197,22 @@ def make_crops(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, vcfg: 
     return torch.from_numpy(np.concatenate(crops)), torch.from_numpy(np.concatenate(targets))
 
 
+def training_digits(vcfg: VerifierConfig, data_dir: str | PathLike | None = None,
+                    ) -> tuple[str, np.ndarray, np.ndarray]:
+    """(dataset, digits (N, 28, 28) uint8, labels) the training strings are drawn from: vcfg.run's own
+    training digits, else MNIST train."""
+    from digitlab.data import load_dataset
+
+    if vcfg.run:
+        digits, labels = synth.run_digits(vcfg.run, "train", data_dir)
+        return json.loads((Path(vcfg.run) / "config.json").read_text())["dataset"], digits, labels
+    train = load_dataset("mnist", "train", data_dir=data_dir)
+    return "mnist", train.images.numpy(), train.labels.numpy()
+
+
 def verifier_logp(verifier: Checkpoint, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Calibrated log-probabilities (N, 11) of the ten digits and "not a digit" for crops (N, 28, 28) uint8."""
+    """Calibrated log-probabilities (N, classes) for crops (N, 28, 28) uint8: the ten digits, the hundred
+    pairs when the verifier reads pairs, and "not a digit" last."""
     from digitlab.train.evaluate import predict_logits
 
     logits = predict_logits(verifier.model, torch.from_numpy(crops), verifier.normalization, batch_size)
@@ -157,13 +221,26 @@ def verifier_logp(verifier: Checkpoint, crops: np.ndarray, batch_size: int = 256
 
 
 def single_digit_logp(logp: np.ndarray) -> np.ndarray:
-    """log p(one whole digit) (N,) from verifier_logp's (N, 11): its ten digit classes together."""
-    top = logp[:, :10].max(1, keepdims=True)
-    return top[:, 0] + np.log(np.exp(logp[:, :10] - top).sum(1))
+    """log p(one whole digit) (N,) from verifier_logp's output: its ten digit classes together."""
+    return logsumexp(logp[:, :10])
+
+
+def pair_logp(logp: np.ndarray) -> np.ndarray | None:
+    """log p(two whole digits a, b, left to right) (N, 10, 10) from verifier_logp's output, or None when the
+    verifier does not read pairs."""
+    if logp.shape[1] != 111:
+        return None
+    return logp[:, 10:110].reshape(-1, 10, 10)
+
+
+def logsumexp(a: np.ndarray) -> np.ndarray:
+    """log(sum(exp(a), axis 1)) without overflow, for (N, K) log-probabilities."""
+    top = a.max(1, keepdims=True)
+    return top[:, 0] + np.log(np.exp(a - top).sum(1))
 
 
 def is_verifier(ckpt: Checkpoint) -> bool:
-    return ckpt.meta.get("role") == ROLE and len(ckpt.classes) == 11
+    return ckpt.meta.get("role") == ROLE and len(ckpt.classes) in (11, 111)
 
 
 def load_verifier(path: str | PathLike | Checkpoint) -> Checkpoint:
@@ -178,32 +255,32 @@ def train_verifier(vcfg: VerifierConfig, out_dir: str | Path, data_dir: str | Pa
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Draw labelled crops from MNIST *train* digits, train the verifier, save it to out_dir as a
     digitlab checkpoint (role "verifier") and return its metrics (accuracy on held-out images)."""
-    from digitlab.data import load_dataset
-
     started = time.perf_counter()
     if vcfg.threads:
         torch.set_num_threads(vcfg.threads)
     log(f"verifier config: {vcfg.to_dict()}")
-    train = load_dataset("mnist", "train", data_dir=data_dir)
-    digits, labels = train.images.numpy(), train.labels.numpy()
-    log(f"drawing {vcfg.images} training images from MNIST train digits ...")
-    x, y = make_crops(digits, labels, vcfg.images, vcfg.seed, vcfg, log=log)
-    vx, vy = make_crops(digits, labels, vcfg.val_images, vcfg.seed + 10_000, vcfg)
-    log(f"{len(y)} training crops ({(y == 10).float().mean():.0%} not a digit), {len(vy)} validation crops, "
+    dataset, digits, labels = training_digits(vcfg, data_dir)
+    log(f"drawing {vcfg.images} training images from {len(labels)} {dataset} training digits ...")
+    x, y = make_crops(digits, labels, vcfg.images, vcfg.seed, vcfg, log=log, pair_images=vcfg.pair_images)
+    vx, vy = make_crops(digits, labels, vcfg.val_images, vcfg.seed + 10_000, vcfg,
+                        pair_images=vcfg.pair_images * vcfg.val_images // vcfg.images)
+    log(f"{len(y)} training crops ({(y < 10).float().mean():.0%} one digit, {((y >= 10) & (y < 110)).float().mean():.1%} "
+        f"a merged pair), {len(vy)} validation crops, "
         f"{time.perf_counter() - started:.0f} s")
-    model, metrics = fit_verifier(x, y, vx, vy, vcfg, log)
+    model, metrics = fit_verifier(x, y, vx, vy, vcfg, log, dataset)
     metrics["seconds"] = time.perf_counter() - started
-    save_verifier(out_dir, model, vcfg, metrics)
+    save_verifier(out_dir, model, vcfg, metrics, dataset=dataset)
     log(f"verifier saved to {out_dir}: one-digit-or-not accuracy {metrics['val_single_accuracy']:.4f} "
         f"(single digits kept {metrics['val_recall_single']:.4f}, others caught "
-        f"{metrics['val_recall_not_a_digit']:.4f}), 11-class {metrics['val_accuracy']:.4f}, "
+        f"{metrics['val_recall_not_a_digit']:.4f}), all classes {metrics['val_accuracy']:.4f}"
+        + (f", merged pairs read right {metrics['val_pair_accuracy']:.4f}" if vcfg.pairs else "") + ", "
         f"{metrics['seconds']:.0f} s")
     return metrics
 
 
 def fit_verifier(x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, vcfg: VerifierConfig,
-                 log: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train vcfg.model (11 classes) on crops x (N, 28, 28) uint8 with targets y with the trainer's own
+                 log: Callable[[str], None] = print, dataset: str = "mnist") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train vcfg.model (classes_of(vcfg)) on crops x (N, 28, 28) uint8 with targets y with the trainer's own
     batches and epoch loop; fit its temperature and measure it on the validation crops vx, vy."""
     from tqdm import tqdm
 
@@ -213,12 +290,12 @@ def fit_verifier(x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.T
     from digitlab.train.calibrate import fit_temperature
     from digitlab.train.trainer import batches, make_optimizer, make_scheduler, train_epoch
 
-    norm = get_spec("mnist").normalization
+    norm = get_spec(dataset).normalization
     tcfg = TrainConfig(model=vcfg.model, epochs=vcfg.epochs, batch_size=vcfg.batch_size, lr=vcfg.lr,
                        schedule="onecycle", seed=vcfg.seed, threads=vcfg.threads)
     torch.manual_seed(vcfg.seed)
     gen = torch.Generator().manual_seed(vcfg.seed)
-    model = create_model(vcfg.model, num_classes=11)
+    model = create_model(vcfg.model, num_classes=len(classes_of(vcfg)))
     steps = max(1, len(y) // vcfg.batch_size)
     opt = make_optimizer(tcfg, model.parameters())
     sched = make_scheduler(tcfg, opt, steps)
@@ -234,24 +311,29 @@ def fit_verifier(x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.T
     pred = logits.argmax(1)
     truth_single, said_single = vy < 10, pred < 10
     metrics = {
-        "val_accuracy": float((pred == vy).float().mean()),  # 11 classes
+        "val_accuracy": float((pred == vy).float().mean()),  # all classes
         "val_single_accuracy": float((truth_single == said_single).float().mean()),  # one digit or not
         "val_recall_single": float(said_single[truth_single].float().mean()),
         "val_recall_not_a_digit": float((~said_single)[~truth_single].float().mean()),
         "val_crops": len(vy), "train_crops": len(y), "temperature": temperature,
     }
+    if vcfg.pairs:
+        pair = (vy >= 10) & (vy < 110)
+        metrics.update(val_pairs=int(pair.sum()), train_pairs=int(((y >= 10) & (y < 110)).sum()),
+                       val_pair_accuracy=float((pred[pair] == vy[pair]).float().mean()) if pair.any() else None)
     return model, metrics
 
 
 def save_verifier(out_dir: str | Path, model: torch.nn.Module, vcfg: VerifierConfig, metrics: dict[str, Any],
-                  read_config: ReadConfig | None = None) -> Path:
+                  read_config: ReadConfig | None = None, dataset: str = "mnist") -> Path:
     """Save a trained verifier as a self-describing digitlab checkpoint (role "verifier")."""
     from digitlab.data import get_spec
     from digitlab.train import save_checkpoint
     from digitlab.train.checkpoint import model_meta
 
-    meta = model_meta(vcfg.model, {"in_channels": 1, "num_classes": 11}, "mnist",
-                      [str(c) for c in range(10)] + [NOT_A_DIGIT], get_spec("mnist").normalization,
+    spec = get_spec(dataset)
+    classes = classes_of(vcfg, spec.classes)
+    meta = model_meta(vcfg.model, {"in_channels": 1, "num_classes": len(classes)}, dataset, classes, spec.normalization,
                       role=ROLE, temperature=metrics["temperature"], config=vcfg.to_dict(),
                       read_config=(read_config or ReadConfig()).to_dict(), metrics=metrics)
     return save_checkpoint(out_dir, model, meta)
