@@ -122,6 +122,19 @@ def test_eval_read_scores_a_folder_and_keeps_a_gallery_of_failures(cli, read_mod
     assert len(gallery) == sum(v for k, v in report["failures"].items() if k != "unreadable")
 
 
+def test_read_warns_when_the_models_temperature_says_little(cli, untrained_run, tmp_path):
+    from digitlab.train import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(untrained_run)
+    save_checkpoint(tmp_path / "clean-val", ckpt.model, {**ckpt.meta, "temperature": 0.05, "temperature_val_errors": 1})
+    page = tmp_path / "blank.png"
+    Image.fromarray(np.full((40, 60), 255, np.uint8)).save(page)
+    code, _, err = cli("read", page, "--model", tmp_path / "clean-val", "--verifier", "none")
+    assert code == 0 and "note: the temperature was fitted on a validation split with 1 misread" in err
+    code, _, err = cli("read", page, "--model", untrained_run, "--verifier", "none")
+    assert code == 0 and "note" not in err
+
+
 def test_train_verifier_then_read_with_it(cli, untrained_run, shared_data_dir, tmp_path, monkeypatch):
     out = tmp_path / "verifier"
     code, stdout, err = cli("train-verifier", out, "--data-dir", shared_data_dir, "--set", "images=12",

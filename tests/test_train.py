@@ -128,6 +128,10 @@ def test_checkpoint_is_self_describing(small_run):
     # temperature fitted on the val split; it must not make the test calibration worse by much
     assert meta["temperature"] == summary["temperature"] > 0
     assert summary["test_ece_calibrated"] <= summary["test_ece"] + 0.01
+    # with how many misread val images, so that readers can say when the temperature says little
+    val_accuracy = max(summary["best_val_accuracy"], 0)
+    assert meta["temperature_val_errors"] == summary["temperature_val_errors"] > 0
+    assert summary["temperature_val_errors"] <= round((1 - val_accuracy) * summary["sizes"]["val"]) + 1
     # the median top val logit, which readers compare a crop's top logit with
     from digitlab.train.evaluate import predict_logits
     val = np.load(out / "splits.npz")["val"]
@@ -243,11 +247,14 @@ def test_temperature_scaling_fixes_overconfident_logits():
 
 
 def test_temperature_stays_in_range_when_val_has_no_error():
-    from digitlab.train.calibrate import T_RANGE, fit_temperature
+    from digitlab.train.calibrate import MIN_ERRORS, T_RANGE, calibration_note, fit_temperature
 
     labels = torch.arange(10).repeat(50)
     logits = torch.nn.functional.one_hot(labels, 10).float()  # every val image right: NLL falls as T -> 0
     assert fit_temperature(logits, labels) == T_RANGE[0]
+    # ... and such a temperature comes with a warning
+    assert "0 misread" in calibration_note(0) and "--split" in calibration_note(0)
+    assert calibration_note(MIN_ERRORS) is None
 
 
 def test_stop_at_target_ends_the_run_mid_epoch(shared_data_dir, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from digitlab.read.errors import ReadError
@@ -64,6 +65,7 @@ def cmd_read(args: argparse.Namespace) -> None:
     ckpt = as_checkpoint(_model_path(args))
     cfg = _read_config(args)
     checker = _verifier(args)
+    _warn_calibration(ckpt)
     out = []
     for image in args.images:
         reading = read(image, ckpt, cfg, checker)
@@ -95,6 +97,15 @@ def cmd_eval_read(args: argparse.Namespace) -> None:
     print(format_report(report))
     if args.out:
         print(f"report, results and failure gallery: {args.out}")
+
+
+def _warn_calibration(ckpt) -> None:
+    """One line on stderr when the model's temperature says little (see calibrate.calibration_note)."""
+    from digitlab.train.calibrate import calibration_note
+
+    errors = ckpt.meta.get("temperature_val_errors")
+    if errors is not None and (note := calibration_note(int(errors))):
+        print(f"digitlab: note: {note}", file=sys.stderr)
 
 
 def cmd_train_verifier(args: argparse.Namespace) -> None:

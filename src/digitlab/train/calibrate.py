@@ -6,6 +6,17 @@ import torch
 import torch.nn.functional as F
 
 T_RANGE = (0.05, 20.0)  # with no val error the NLL falls towards T -> 0; the bound keeps T usable
+# A temperature fitted on fewer misread validation images says little: it is pushed towards T_RANGE[0]
+# (mnist-best's 1,000 validation images hold about one), and then confidences are near 1 everywhere
+MIN_ERRORS = 10
+
+
+def calibration_note(errors: int) -> str | None:
+    """A one-line warning when a temperature was fitted on too few misread validation images."""
+    if errors >= MIN_ERRORS:
+        return None
+    return (f"the temperature was fitted on a validation split with {errors} misread image(s) (< {MIN_ERRORS}): "
+            f"confidences will be too high and reading will rarely reject; hold out more (e.g. --split 11:1)")
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:

@@ -33,7 +33,7 @@ from digitlab.data import (
 )
 from digitlab.errors import ConfigError
 from digitlab.models import create_model, init_weights
-from digitlab.train.calibrate import fit_temperature, logit_reference
+from digitlab.train.calibrate import calibration_note, fit_temperature, logit_reference
 from digitlab.train.checkpoint import load_checkpoint, load_state, model_meta, save_checkpoint, save_state
 from digitlab.train.config import TrainConfig
 from digitlab.train.evaluate import Evaluation, evaluate, predict_logits
@@ -303,13 +303,16 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log, reached) 
     """Test the best checkpoint, draw the plots and write summary.json."""
     norm = get_spec(cfg.dataset).normalization
     test: Evaluation | None = None
-    temperature, reference = 1.0, None
+    temperature, reference, val_errors = 1.0, None, None
     if best["epoch"]:
         model = load_checkpoint(out).model
         if data.val is not None:
             val_logits = predict_logits(model, data.val.images, norm, cfg.eval_batch_size)
             temperature = fit_temperature(val_logits, data.val.labels)
             reference = logit_reference(val_logits)
+            val_errors = int((val_logits.argmax(1) != data.val.labels).sum())
+            if note := calibration_note(val_errors):
+                log(f"note: {note}")
         test = evaluate(model, data.test, norm, len(data.classes), cfg.eval_batch_size)
     vals = [r["val_accuracy"] for r in history if r["val_accuracy"] is not None]
     summary = {
@@ -322,6 +325,7 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log, reached) 
         "most_confused": [{"true": data.classes[t], "predicted": data.classes[p], "count": n}
                           for t, p, n in test.most_confused()] if test else [],
         "temperature": temperature,
+        "temperature_val_errors": val_errors,  # misread validation images the temperature was fitted on
         "test_ece": test.calibration_error(1.0) if test else None,
         "test_ece_calibrated": test.calibration_error(temperature) if test else None,
         "train_seconds": sum(r["seconds"] for r in history),
@@ -338,7 +342,7 @@ def _finish(cfg, out, model, data, meta, history, best, diverged, log, reached) 
                        title=f"{cfg.model} on {cfg.dataset} test: accuracy {test.accuracy:.4f}")
         np.savetxt(out / "confusion.csv", test.confusion.numpy(), fmt="%d", delimiter=",")
         save_checkpoint(out, model, {**meta, "epoch": best["epoch"], "temperature": temperature,
-                                     "logit_reference": reference, "metrics": {
+                                     "temperature_val_errors": val_errors, "logit_reference": reference, "metrics": {
             k: summary[k] for k in ("best_val_accuracy", "test_accuracy", "test_loss", "test_ece_calibrated")}})
         pairs = ", ".join(f"{d['true']}->{d['predicted']} ({d['count']})" for d in summary["most_confused"])
         log(f"test accuracy {test.accuracy:.4f} (best epoch {best['epoch']}); most confused: {pairs}")
