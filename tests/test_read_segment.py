@@ -63,6 +63,18 @@ def test_a_digit_in_two_stacked_pieces_opens_no_line_of_its_own(test_digits):
     assert len(segment.layout(page, dataclasses.replace(cfg, line_seed_height=0.0)).lines) == 2
 
 
+def test_a_lone_digit_in_two_stacked_pieces_is_one_line():
+    """With nothing beside it, a digit in two pieces one above the other (a Kannada 7) still reads as
+    one line: lines of text leave a wider gap between them."""
+    img = np.full((90, 80), 235, np.uint8)
+    cv2.ellipse(img, (40, 28), (14, 11), 0, 0, 360, 25, 4)
+    cv2.ellipse(img, (40, 56), (14, 11), 0, 0, 360, 25, 4)  # a few px of paper between the two loops
+    cfg = ReadConfig()
+    page = prepare(img, cfg)
+    assert len(segment.layout(page, cfg).lines) == 1
+    assert len(segment.layout(page, dataclasses.replace(cfg, stack_gap=0.0)).lines) == 2
+
+
 def test_cut_path_goes_through_the_joint_of_touching_strokes():
     own = np.zeros((40, 40), bool)
     own[:, 8:14] = True  # a 1

@@ -63,6 +63,8 @@ class ReadConfig:
     fragment_strokes: float = 2.5  # in stroke widths
     line_overlap: float = 0.5  # vertical overlap (fraction of the shorter) that puts two components on one line
     line_seed_height: float = 0.6  # of the median component height: shorter ones join a line, start none
+    stack_gap: float = 0.08  # two lines whose components sit over each other closer than this (of their
+    # height together) are one line of digits drawn in two pieces, one above the other
     protrude: float = 0.12  # in text heights: reaching this far above and below its line: a symbol ($)
     fragment_reach: float = 0.35  # in text heights: a fragment this far above or below a line still joins it
     # segmentation

@@ -119,6 +119,7 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
             bands.append([i])
             spans.append(_band(stats, [i]))
     bands.sort(key=lambda m: sum(_band(stats, m)))
+    bands = _merge_stacked(bands, stats, cfg.stack_gap)
     spans = [_band(stats, m) for m in bands]
 
     # A symbol sticking out of its line both above and below (the bar of a $) is no digit: digits
@@ -168,6 +169,32 @@ def mark_kind(w: int, hh: int, h: float) -> str:
     if w >= 2 * hh:
         return "dash"
     return "mark (comma, dot or stray stroke)"
+
+
+def _merge_stacked(bands: list[list[int]], stats: np.ndarray, gap: float) -> list[list[int]]:
+    """Join a line to the one below when they are the two halves of digits drawn in pieces one above
+    the other: every component of each sits over or under one of the other's (most of its width), and
+    the gap between them is under `gap` of their height together (lines of text leave more)."""
+    out = [list(bands[0])] if bands else []
+    for members in bands[1:]:
+        above = out[-1]
+        top = min(stats[above, 1])
+        bottom = max(stats[members, 1] + stats[members, 3])
+        space = min(stats[members, 1]) - max(stats[above, 1] + stats[above, 3])
+        if space < gap * (bottom - top) and _over(stats, above, members) and _over(stats, members, above):
+            above.extend(members)
+        else:
+            out.append(list(members))
+    return out
+
+
+def _over(stats: np.ndarray, these: list[int], others: list[int]) -> bool:
+    """Whether each of `these` components shares most (60%) of its width with one of `others`."""
+    for i in these:
+        x, w = stats[i, 0], stats[i, 2]
+        if not any(min(x + w, stats[j, 0] + stats[j, 2]) - max(x, stats[j, 0]) >= 0.6 * w for j in others):
+            return False
+    return True
 
 
 def _nearest_band(spans: list[tuple[float, float]], cy: float, reach: float) -> int | None:
