@@ -209,3 +209,20 @@ def test_a_pair_no_cut_separates_is_read_as_two_digits_when_the_verifier_reads_i
     three, four, one = reading.lines[0]
     assert four.confidence == one.confidence > 0.9 and four.box[0] < one.box[0]  # the box split in halves
     assert read(img, ckpt, dataclasses.replace(cfg, pair_weight=0.0), verifier=fake).text != "341"
+
+
+def test_a_verifier_for_another_script_draws_from_that_runs_training_digits(shared_data_dir, tmp_path):
+    import json
+
+    from digitlab.data import load_dataset
+
+    run = tmp_path / "kannada"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"dataset": "kannada-mnist", "train_split": "test", "test_split": ""}))
+    np.savez(run / "splits.npz", train=np.array([5, 0, 9]), val=np.array([1]), test=np.array([2]))
+    dataset, digits, labels = verifier.training_digits(verifier.VerifierConfig(run=str(run)), shared_data_dir)
+    test = load_dataset("kannada-mnist", "test", data_dir=shared_data_dir)
+    assert dataset == "kannada-mnist"
+    np.testing.assert_array_equal(digits, test.images.numpy()[[5, 0, 9]])
+    np.testing.assert_array_equal(labels, test.labels.numpy()[[5, 0, 9]])
+    assert verifier.training_digits(verifier.VerifierConfig(), shared_data_dir)[0] == "mnist"

@@ -106,8 +106,9 @@ class ReadConfig:
     # Tuning seeds, lenet5-improved: easy 11/21/31/41 (200 each) 97.25% at 0, 97.38% at 1; hard 12/13
     # (150 each) 48.3% at 0, 51.3% at 1 (53.3% at 2, with easy 96.75%, for a 99.59% fastcnn)
     verifier_classes: float = 1.0
-    # A verifier that reads merged pairs (VerifierConfig.pairs) offers each candidate a second reading,
-    # as two digits, scored pair_weight * log p(best pair) + the prior of two digits - pair_penalty
+    # A verifier that reads merged pairs (VerifierConfig.pairs) offers each candidate a second reading, as
+    # two digits, scored pair_weight * log p(a pair) + log p(best pair | a pair) + the prior of two digits
+    # - pair_penalty (recognize.pair_scores). Tuned on hard seeds 12/13 and easy 11/21/31/41
     pair_weight: float = 3.0
     pair_penalty: float = 4.0
     # ... where the verifier finds a pair at least pair_min likely, its reading of which pair is weighed

@@ -121,12 +121,12 @@ def candidate_crops(sample: synth.Sample, cfg: ReadConfig) -> tuple[np.ndarray, 
     """candidate_ink's crops, with the digit each holds most of -> (crops (N, 28, 28) uint8; digit (N,)
     int64: that digit's index in the sample, -1 for none; fit (N, 2): purity, the share of the crop's
     digit ink that is that digit's, and coverage, the share of that digit's ink it holds)."""
-    crops, held, total = candidate_ink(sample, cfg)
-    digit = np.where(held.sum(1) > 0, held.argmax(1) if held.size else 0, -1)
-    best = held[np.arange(len(held)), np.maximum(digit, 0)] if held.size else np.zeros(len(held))
-    fit = np.stack([best / np.maximum(held.sum(1), 1), best / np.maximum(total[np.maximum(digit, 0)], 1)], 1) \
-        if held.size else np.zeros((len(held), 2))
-    return crops, digit, np.where(digit[:, None] >= 0, fit, 0.0)
+    crops, held, total = candidate_ink(sample, cfg)  # (a sample holds at least one digit)
+    ink = held.sum(1)
+    digit = np.where(ink > 0, held.argmax(1), -1)
+    best = held[np.arange(len(held)), np.maximum(digit, 0)]
+    fit = np.stack([best / np.maximum(ink, 1), best / np.maximum(total[np.maximum(digit, 0)], 1)], 1)
+    return crops, digit, fit
 
 
 def label_crops(sample: synth.Sample, cfg: ReadConfig, vcfg: VerifierConfig) -> tuple[np.ndarray, np.ndarray]:
