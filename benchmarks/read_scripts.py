@@ -16,7 +16,6 @@ import argparse
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import report as report_io
@@ -25,7 +24,7 @@ from read_synthetic import SEEDS, calibrated_checkpoint
 
 from digitlab.read import ReadConfig, synth
 from digitlab.read.evaluate import evaluate_items
-from digitlab.read.verifier import load_verifier
+from digitlab.read.verifier import beside, load_verifier
 from digitlab.train import predict_logits
 
 
@@ -47,7 +46,8 @@ def main() -> None:
     for run in args.checkpoint:
         ckpt = calibrated_checkpoint(run, args.data_dir)
         images, labels = synth.held_out_digits(run, args.data_dir)
-        checker = load_verifier(Path(run) / "verifier") if (Path(run) / "verifier").is_dir() else None
+        folder = beside(run)
+        checker = load_verifier(folder) if folder else None
         right = predict_logits(ckpt.model, torch.from_numpy(images), ckpt.normalization).argmax(1).numpy() == labels
         for name in args.variants.split(","):
             samples = synth.generate(images, labels, synth.VARIANTS[name], args.n, SEEDS[name])
@@ -69,8 +69,9 @@ def main() -> None:
     md = ["# Reading digit strings in other scripts", "",
           "Strings drawn by `digitlab.read.synth` (easy and hard variants, their usual seeds) from each run's "
           "own test digits (`synth.held_out_digits`), read by `digitlab.read.read` with the default "
-          "`ReadConfig`, with the run's own verifier (`RUN/verifier`) where it has one. Ceiling: images whose every digit the model reads right on its "
-          "own 28x28 test image. Failures by the first stage that went wrong (see read_synthetic.md).", "",
+          "`ReadConfig`, with the run's own verifier (`RUN/verifier`) where it has one. Ceiling: images "
+          "whose every digit the model reads right on its own 28x28 test image. Failures by the first stage "
+          "that went wrong (see read_synthetic.md).", "",
           "| dataset | model | run | verifier | held-out digits | 28x28 accuracy | variant | images | exact match "
           "| ceiling | digit accuracy | rejected | lines | too few | too many | misread |",
           "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -80,7 +81,8 @@ def main() -> None:
                   f"{r['held_out_digits']} | "
                   f"{100 * r['digit_accuracy_28x28']:.2f}% | {r['variant']} | {r['n']} | "
                   f"{100 * r['exact_match']:.1f}% | {100 * r['ceiling']:.1f}% | {100 * r['digit_accuracy']:.2f}% | "
-                  f"{100 * r['rejection_rate']:.2f}% | {f['lines']} | {f['too_few']} | {f['too_many']} | {f['misread']} |")
+                  f"{100 * r['rejection_rate']:.2f}% | "
+                  + " | ".join(str(f[k]) for k in ("lines", "too_few", "too_many", "misread")) + " |")
     md += ["", f"torch {env['torch']}, {env['threads']} thread(s), load average {env['load_average'][0]:.1f} on "
                f"{env['cpus']} CPUs."]
     if not args.dry_run:

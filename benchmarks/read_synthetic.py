@@ -28,7 +28,7 @@ import torch
 from digitlab.data import load_dataset
 from digitlab.read import ReadConfig, synth
 from digitlab.read.evaluate import FAILURES, evaluate_items
-from digitlab.read.verifier import load_verifier
+from digitlab.read.verifier import beside, load_verifier
 from digitlab.train import Checkpoint, load_checkpoint, predict_logits
 from digitlab.train.calibrate import fit_temperature, logit_reference
 
@@ -72,7 +72,7 @@ def checker_path(args, checker: Checkpoint | None) -> str | None:
     """Where the verifier in use came from, for the reports."""
     if checker is None:
         return None
-    return args.verifier if args.verifier not in (None, "none") else str(Path(args.checkpoint) / "verifier")
+    return args.verifier if args.verifier not in (None, "none") else str(beside(args.checkpoint))
 
 
 def add_reader_options(parser: argparse.ArgumentParser) -> None:
@@ -93,9 +93,7 @@ def open_reader(parser: argparse.ArgumentParser, args,
         parser.error("--checkpoint is required (or set $DIGITLAB_MODEL)")
     torch.set_num_threads(args.threads)
     ckpt = calibrated_checkpoint(args.checkpoint, args.data_dir)
-    name = args.verifier
-    if name is None and (Path(args.checkpoint) / "verifier").is_dir():
-        name = str(Path(args.checkpoint) / "verifier")
+    name = args.verifier or beside(args.checkpoint)
     checker = load_verifier(name) if name and name != "none" else None
     images, labels = synth.load_test_digits(args.data_dir)
     return ckpt, checker, images, labels

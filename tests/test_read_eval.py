@@ -129,7 +129,8 @@ def test_held_out_digits_are_a_runs_own_test_split(shared_data_dir, tmp_path):
     # A 3-way split of one split (TibetanMNIST has no test split): the test part of the train split
     (run / "config.json").write_text(json.dumps({"dataset": "mnist", "train_split": "train", "test_split": ""}))
     images, _ = synth.held_out_digits(run, shared_data_dir)
-    np.testing.assert_array_equal(images, load_dataset("mnist", "train", data_dir=shared_data_dir).images.numpy()[[3, 1, 4]])
+    train = load_dataset("mnist", "train", data_dir=shared_data_dir)
+    np.testing.assert_array_equal(images, train.images.numpy()[[3, 1, 4]])
     (run / "splits.npz").unlink()
     with pytest.raises(ConfigError, match="not a training run with a test split"):
         synth.held_out_digits(run, shared_data_dir)

@@ -109,7 +109,7 @@ def _whole_components(img: np.ndarray) -> np.ndarray:
     cfg = ReadConfig()
     page = prepare(img, cfg)
     lay = segment.layout(page, cfg)
-    return np.stack([segment.crop(page, lay, lay.lines[c.line].pieces[c.first:c.last + 1], c.box)
+    return np.stack([segment.crop(page, lay, lay.pieces_of(c), c.box)
                      for c in segment.candidates(lay, cfg, page.text_height) if c.whole])
 
 
@@ -202,7 +202,7 @@ def test_a_pair_no_cut_separates_is_read_as_two_digits_when_the_verifier_reads_i
     page = prepare(img, cfg)
     lay = segment.layout(page, cfg)
     widest = max((c for c in segment.candidates(lay, cfg, page.text_height) if c.whole), key=lambda c: c.box[2])
-    pair = segment.crop(page, lay, lay.lines[widest.line].pieces[widest.first:widest.last + 1], widest.box)
+    pair = segment.crop(page, lay, lay.pieces_of(widest), widest.box)
     fake = Checkpoint(model=ckpt.model, meta={**ckpt.meta, "role": "verifier", "classes": classes, "pairs": [pair]})
     reading = read(img, ckpt, cfg, verifier=fake)
     assert reading.text == "341"

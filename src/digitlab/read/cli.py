@@ -124,12 +124,9 @@ def _add_model_option(p: argparse.ArgumentParser) -> None:
 
 def _verifier(args: argparse.Namespace):
     """The verifier checkpoint named by --verifier, $DIGITLAB_VERIFIER or found in the model's run folder."""
-    from digitlab.read.verifier import load_verifier
+    from digitlab.read.verifier import beside, load_verifier
 
-    name = args.verifier or os.environ.get(VERIFIER_ENV)
-    if name is None:
-        beside = Path(_model_path(args)) / "verifier"
-        name = str(beside) if beside.is_dir() else "none"
+    name = args.verifier or os.environ.get(VERIFIER_ENV) or beside(_model_path(args)) or "none"
     return None if name == "none" else load_verifier(name)
 
 

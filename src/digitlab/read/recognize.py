@@ -162,8 +162,8 @@ def pair_scores(page: Page, lay: segment.Layout, cands: list[segment.Candidate],
     likely = np.flatnonzero(wide & (mass > np.log(cfg.pair_min)))
     pairs = pairs.copy()
     if cfg.pair_halves and likely.size:
-        halves = np.stack([segment.crop(page, lay, lay.lines[cands[k].line].pieces[cands[k].first:cands[k].last + 1],
-                                        cands[k].box, half) for k in likely for half in (0, 1)])
+        halves = np.stack([segment.crop(page, lay, lay.pieces_of(cands[k]), cands[k].box, half)
+                           for k in likely for half in (0, 1)])
         logits = predict_logits(ckpt.model, torch.from_numpy(halves), ckpt.normalization, cfg.batch_size)
         temperature = float(ckpt.meta.get("temperature", 1.0))
         side = (logits / temperature).log_softmax(1).double().numpy().reshape(len(likely), 2, -1)
@@ -197,7 +197,7 @@ def pair_readings(cand: segment.Candidate, joint: np.ndarray, crop: np.ndarray, 
 
 def with_verifier_classes(probs: np.ndarray, vlogp: np.ndarray, single: np.ndarray, weight: float) -> np.ndarray:
     """The classifier's class probabilities (N, C) times the verifier's own reading of the crop as one
-    of the ten digits (vlogp (N, 11), single = log p(one whole digit)) to the power `weight`,
+    of the ten digits (vlogp: verifier_logp's output, single = log p(one whole digit)) to the power `weight`,
     renormalised. The verifier learnt digits from the segmenter's own crops (cut strokes, a neighbour's
     stroke, box residue), which the classifier never saw."""
     logp = np.log(np.maximum(probs, 1e-12)) + weight * (vlogp[:, :10] - single[:, None])
@@ -236,7 +236,7 @@ def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | No
     temperature = float(ckpt.meta.get("temperature", 1.0))
     classes = ckpt.classes
     if cands:
-        crops = np.stack([segment.crop(page, lay, lay.lines[c.line].pieces[c.first:c.last + 1], c.box)
+        crops = np.stack([segment.crop(page, lay, lay.pieces_of(c), c.box)
                           for c in cands])
         logits = predict_logits(ckpt.model, torch.from_numpy(crops), ckpt.normalization, cfg.batch_size)
         probs = (logits / temperature).softmax(1).numpy().astype(np.float64)

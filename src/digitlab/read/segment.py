@@ -62,6 +62,10 @@ class Layout:
     lines: list[Line]  # top to bottom
     marks: list[Mark]
 
+    def pieces_of(self, cand: Candidate) -> list[Piece]:
+        """The pieces a candidate reads as one digit."""
+        return self.lines[cand.line].pieces[cand.first:cand.last + 1]
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -94,10 +98,13 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
     # Lines: each main component joins the line it overlaps most vertically, in order of its centre.
     # Components much shorter than the text (a part of a digit drawn in two strokes, one above the other)
     # join the line they are in or next to afterwards, so that they do not open lines of their own
+    def centre(i: int) -> float:
+        return stats[i, 1] + stats[i, 3] / 2
+
     typical = float(np.median(stats[mains, 3])) if mains else 0.0
     short = {i for i in mains if stats[i, 3] < cfg.line_seed_height * typical}
     bands: list[list[int]] = []
-    for i in sorted((i for i in mains if i not in short), key=lambda i: stats[i, 1] + stats[i, 3] / 2):
+    for i in sorted((i for i in mains if i not in short), key=centre):
         top, bottom = stats[i, 1], stats[i, 1] + stats[i, 3]
         best, best_overlap = None, 0.0
         for k, members in enumerate(bands):
@@ -111,8 +118,8 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
             bands[best].append(i)
     bands.sort(key=lambda m: sum(_band(stats, m)))
     spans = [_band(stats, m) for m in bands]
-    for i in sorted(short, key=lambda i: stats[i, 1] + stats[i, 3] / 2):
-        k = _nearest_band(spans, stats[i, 1] + stats[i, 3] / 2, cfg.fragment_reach * h)
+    for i in sorted(short, key=centre):
+        k = _nearest_band(spans, centre(i), cfg.fragment_reach * h)
         if k is not None:
             bands[k].append(i)
         else:  # a line of small digits
@@ -137,7 +144,7 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
     members_of = [list(m) for m in bands]
     for i in fragments:
         x, y, w, hh = (int(v) for v in stats[i, :4])
-        k = _nearest_band(spans, y + hh / 2, cfg.fragment_reach * h)
+        k = _nearest_band(spans, centre(i), cfg.fragment_reach * h)
         if k is not None:
             members_of[k].append(i)
         else:
@@ -449,9 +456,9 @@ def best_path(line: Line, cands: list[Candidate], logp: np.ndarray, cfg: ReadCon
     out as marks.
 
     cands: this line's candidates; logp: their score as one digit without the prior (log-probability
-    of the best class, plus the verifier's terms); pair_score: each candidate's whole score when read as two merged digits (-inf: not a pair),
-    or None. Returns ((index of the chosen candidate, read as a pair), indices of the pieces left out),
-    both left to right."""
+    of the best class, plus the verifier's terms); pair_score: each candidate's whole score when read
+    as two merged digits (-inf: not a pair), or None. Returns ((index of the chosen candidate, read as
+    a pair), indices of the pieces left out), both left to right."""
     n = len(line.pieces)
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0

@@ -348,7 +348,9 @@ def run_digits(run: str | Path, part: str = "test", data_dir: str | Path | None 
         indices = np.load(run / "splits.npz")[part]
     except (OSError, KeyError, ValueError) as e:
         raise ConfigError(f"{run}: not a training run with a {part} split (config.json, splits.npz): {e}") from e
-    split = cfg.get("train_split", "train") if part != "test" else cfg.get("test_split") or cfg.get("train_split", "train")
+    split = cfg.get("train_split", "train")
+    if part == "test" and cfg.get("test_split"):  # else a 3-way split of the train split
+        split = cfg["test_split"]
     data = load_dataset(cfg["dataset"], split, data_dir=data_dir if data_dir is not None else cfg.get("data_dir"))
     return data.images.numpy()[indices], data.labels.numpy()[indices]
 

@@ -46,7 +46,7 @@ ROLE = "verifier"  # meta["role"] of a verifier checkpoint
 
 @dataclass(frozen=True)
 class VerifierConfig:
-    model: str = "lenet5-improved"  # any registered model; built with 11 classes
+    model: str = "lenet5-improved"  # any registered model; built with classes_of(config) (11 or 111)
     # Draw the strings from this training run's own training digits (its dataset, RUN/splits.npz "train"),
     # so that a TibetanMNIST or Kannada-MNIST model gets a verifier of its script; empty: MNIST train
     run: str = ""
@@ -98,7 +98,7 @@ def candidate_ink(sample: synth.Sample, cfg: ReadConfig) -> tuple[np.ndarray, np
     reader crops it, with the ink it holds -> (crops (N, 28, 28) uint8; held (N, D): how many of the
     crop's ink pixels each of the sample's D digits drew; total (D,): each digit's ink pixels on the page)."""
     if sample.owner is None:
-        raise ValueError("candidate_crops needs a sample drawn with owners=True")
+        raise ValueError("candidate_ink needs a sample drawn with owners=True")
     gray, scale, _ = load_gray(sample.image, cfg)
     page = prepare(gray, cfg, scale)
     owner = cv2.warpPerspective(sample.owner, page.to_work, page.mask.shape[::-1], flags=cv2.INTER_NEAREST)
@@ -110,7 +110,7 @@ def candidate_ink(sample: synth.Sample, cfg: ReadConfig) -> tuple[np.ndarray, np
     crops = np.zeros((len(cands), 28, 28), np.uint8)
     held = np.zeros((len(cands), n), np.int64)
     for k, c in enumerate(cands):
-        pieces = lay.lines[c.line].pieces[c.first:c.last + 1]
+        pieces = lay.pieces_of(c)
         crops[k] = segment.crop(page, lay, pieces, c.box)
         rows, cols, mine = segment.own_pixels(lay, pieces, c.box, page.mask.shape)
         held[k] = np.bincount(owner[rows, cols][mine], minlength=n + 1)[1:n + 1]
@@ -159,6 +159,11 @@ def label_crops(sample: synth.Sample, cfg: ReadConfig, vcfg: VerifierConfig) -> 
                 continue
         keep[k] = purity < vcfg.loose_purity or coverage < vcfg.loose_coverage
     return crops[keep], targets[keep]
+
+
+def is_pair(targets: torch.Tensor) -> torch.Tensor:
+    """Which targets (of a verifier that reads pairs) are a merged pair: classes 10 to 109."""
+    return (targets >= 10) & (targets < 110)
 
 
 def classes_of(vcfg: VerifierConfig, digits: tuple[str, ...] = tuple(str(c) for c in range(10))) -> list[str]:
@@ -243,6 +248,13 @@ def is_verifier(ckpt: Checkpoint) -> bool:
     return ckpt.meta.get("role") == ROLE and len(ckpt.classes) in (11, 111)
 
 
+def beside(model: str | PathLike) -> Path | None:
+    """The verifier kept in a model's run folder (RUN/verifier), where `read` looks when none is named;
+    None when there is none."""
+    folder = Path(model) / "verifier"
+    return folder if folder.is_dir() else None
+
+
 def load_verifier(path: str | PathLike | Checkpoint) -> Checkpoint:
     """A verifier checkpoint (or one already loaded); anything else fails with a ReadError."""
     ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(Path(path))
@@ -253,7 +265,7 @@ def load_verifier(path: str | PathLike | Checkpoint) -> Checkpoint:
 
 def train_verifier(vcfg: VerifierConfig, out_dir: str | Path, data_dir: str | PathLike | None = None,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Draw labelled crops from MNIST *train* digits, train the verifier, save it to out_dir as a
+    """Draw labelled crops from training digits (training_digits), train the verifier, save it to out_dir as a
     digitlab checkpoint (role "verifier") and return its metrics (accuracy on held-out images)."""
     started = time.perf_counter()
     if vcfg.threads:
@@ -264,7 +276,7 @@ def train_verifier(vcfg: VerifierConfig, out_dir: str | Path, data_dir: str | Pa
     x, y = make_crops(digits, labels, vcfg.images, vcfg.seed, vcfg, log=log, pair_images=vcfg.pair_images)
     vx, vy = make_crops(digits, labels, vcfg.val_images, vcfg.seed + 10_000, vcfg,
                         pair_images=vcfg.pair_images * vcfg.val_images // vcfg.images)
-    log(f"{len(y)} training crops ({(y < 10).float().mean():.0%} one digit, {((y >= 10) & (y < 110)).float().mean():.1%} "
+    log(f"{len(y)} training crops ({(y < 10).float().mean():.0%} one digit, {is_pair(y).float().mean():.1%} "
         f"a merged pair), {len(vy)} validation crops, "
         f"{time.perf_counter() - started:.0f} s")
     model, metrics = fit_verifier(x, y, vx, vy, vcfg, log, dataset)
@@ -318,8 +330,8 @@ def fit_verifier(x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.T
         "val_crops": len(vy), "train_crops": len(y), "temperature": temperature,
     }
     if vcfg.pairs:
-        pair = (vy >= 10) & (vy < 110)
-        metrics.update(val_pairs=int(pair.sum()), train_pairs=int(((y >= 10) & (y < 110)).sum()),
+        pair = is_pair(vy)
+        metrics.update(val_pairs=int(pair.sum()), train_pairs=int(is_pair(y).sum()),
                        val_pair_accuracy=float((pred[pair] == vy[pair]).float().mean()) if pair.any() else None)
     return model, metrics
 
