@@ -3,7 +3,8 @@
 Each checkpoint (a training run folder) reads strings drawn by digitlab.read.synth from its own test
 digits (synth.held_out_digits: the run's test split, never trained or selected on), at the synthetic
 benchmark's seeds (easy 1, hard 2), with the run's own verifier when it has one (RUN/verifier, made by
-`digitlab train-verifier RUN/verifier --set run=RUN` from the run's training digits). For comparison,
+`digitlab train-verifier RUN/verifier --set run=RUN` from the run's training digits) and line reader
+(RUN/line-reader, `digitlab train-line-reader RUN/line-reader --set run=RUN`). For comparison,
 pass an MNIST run too. Prints a table and saves JSON + Markdown under benchmarks/results/.
 
     python benchmarks/read_scripts.py --data-dir ../shared/datasets \\
@@ -22,9 +23,8 @@ import report as report_io
 import torch
 from read_synthetic import SEEDS, calibrated_checkpoint
 
-from digitlab.read import ReadConfig, synth
+from digitlab.read import ReadConfig, linereader, synth, verifier
 from digitlab.read.evaluate import evaluate_items
-from digitlab.read.verifier import beside, load_verifier
 from digitlab.train import predict_logits
 
 
@@ -46,16 +46,18 @@ def main() -> None:
     for run in args.checkpoint:
         ckpt = calibrated_checkpoint(run, args.data_dir)
         images, labels = synth.held_out_digits(run, args.data_dir)
-        folder = beside(run)
-        checker = load_verifier(folder) if folder else None
+        folder, lines = verifier.beside(run), linereader.beside(run)
+        checker = verifier.load_verifier(folder) if folder else None
+        second = linereader.load_line_reader(lines) if lines else None
         right = predict_logits(ckpt.model, torch.from_numpy(images), ckpt.normalization).argmax(1).numpy() == labels
         for name in args.variants.split(","):
             samples = synth.generate(images, labels, synth.VARIANTS[name], args.n, SEEDS[name])
             report, _ = evaluate_items(((str(i), s.image, s.text) for i, s in enumerate(samples)), ckpt, cfg,
-                                       verifier=checker)
+                                       verifier=checker, line_reader=second)
             ceiling = float(np.mean([all(right[i] for line in s.indices for i in line) for s in samples]))
             row = {"run": run, "dataset": ckpt.meta["dataset"], "model": ckpt.meta["model"], "variant": name,
-                   "seed": SEEDS[name], "n": args.n, "verifier": checker is not None, "held_out_digits": len(labels),
+                   "seed": SEEDS[name], "n": args.n, "verifier": checker is not None,
+                   "line_reader": second is not None, "held_out_digits": len(labels),
                    "digit_accuracy_28x28": float(right.mean()), "ceiling": ceiling,
                    **{k: report[k] for k in ("exact_match", "digit_accuracy", "rejection_rate", "failures",
                                              "median_seconds")}}
@@ -69,15 +71,17 @@ def main() -> None:
     md = ["# Reading digit strings in other scripts", "",
           "Strings drawn by `digitlab.read.synth` (easy and hard variants, their usual seeds) from each run's "
           "own test digits (`synth.held_out_digits`), read by `digitlab.read.read` with the default "
-          "`ReadConfig`, with the run's own verifier (`RUN/verifier`) where it has one. Ceiling: images "
+          "`ReadConfig`, with the run's own verifier (`RUN/verifier`) and line reader (`RUN/line-reader`) "
+          "where it has them. Ceiling: images "
           "whose every digit the model reads right on its own 28x28 test image. Failures by the first stage "
           "that went wrong (see read_synthetic.md).", "",
-          "| dataset | model | run | verifier | held-out digits | 28x28 accuracy | variant | images | exact match "
-          "| ceiling | digit accuracy | rejected | lines | too few | too many | misread |",
-          "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "| dataset | model | run | verifier | line reader | held-out digits | 28x28 accuracy | variant | images "
+          "| exact match | ceiling | digit accuracy | rejected | lines | too few | too many | misread |",
+          "|---|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         f = r["failures"]
         md.append(f"| {r['dataset']} | {r['model']} | {r['run']} | {'yes' if r['verifier'] else 'no'} | "
+                  f"{'yes' if r['line_reader'] else 'no'} | "
                   f"{r['held_out_digits']} | "
                   f"{100 * r['digit_accuracy_28x28']:.2f}% | {r['variant']} | {r['n']} | "
                   f"{100 * r['exact_match']:.1f}% | {100 * r['ceiling']:.1f}% | {100 * r['digit_accuracy']:.2f}% | "

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import report as report_io
 import torch
-from read_synthetic import add_reader_options, checker_path, open_reader
+from read_synthetic import add_reader_options, helper_path, open_reader
 
 from digitlab.read import ReadConfig, read, segment, synth
 from digitlab.read.image import load_gray, prepare
@@ -56,18 +56,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.dry_run:
         args.runs = 5
-    ckpt, checker, images, labels = open_reader(parser, args)
+    ckpt, checker, second, images, labels = open_reader(parser, args)
     img, truth = photo(images, labels, seed=0)
     cfg = ReadConfig()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "meter.jpg"
         cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
         for _ in range(3):  # warm-up: first calls allocate, fill caches
-            reading = read(path, ckpt, cfg, checker)
+            reading = read(path, ckpt, cfg, checker, second)
         times = []
         for _ in range(args.runs):
             t = time.perf_counter()
-            reading = read(path, ckpt, cfg, checker)
+            reading = read(path, ckpt, cfg, checker, second)
             times.append(time.perf_counter() - t)
         # One more run, stage by stage
         t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def main() -> None:
         lay = segment.layout(page, cfg)
         cands = segment.candidates(lay, cfg, page.text_height)
         t3 = time.perf_counter()
-        recognize(page, ckpt, cfg, verifier=checker)
+        recognize(page, ckpt, cfg, verifier=checker, line_reader=second)
         t4 = time.perf_counter()
     stages = {"decode": t1 - t0, "clean (polarity, flatten, binarize, deskew, lines, slant)": t2 - t1,
               "layout and candidates": t3 - t2, "crops, model, best path (incl. layout again)": t4 - t3}
@@ -87,7 +87,8 @@ def main() -> None:
            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "opencv": cv2.__version__, "load_average": os.getloadavg()}
     report = {"benchmark": "read_speed", "checkpoint": str(args.checkpoint), "model": ckpt.meta["model"],
-              "verifier": checker_path(args, checker),
+              "verifier": helper_path(args.verifier, args.checkpoint, "verifier"),
+              "line_reader": helper_path(args.line_reader, args.checkpoint, "line-reader"),
               "image": {"width": SIZE[0], "height": SIZE[1], "format": "JPEG q85", "digits": 10},
               "truth": truth, "read": reading.text, "candidates": len(cands), "runs": args.runs,
               "median_ms": 1000 * median, "p95_ms": 1000 * p95, "min_ms": 1000 * min(times),
@@ -95,12 +96,13 @@ def main() -> None:
     md = [f"# Reading a 1-megapixel photo of 10 digits ({env['cpus']} CPUs, {env['threads']} torch thread(s))", "",
           f"`digitlab.read.read` on a {SIZE[0]}x{SIZE[1]} JPEG (file decode included), {args.runs} runs after 3 "
           f"warm-up runs, one process; {ckpt.meta['model']}"
-          + (f", verifier {checker.meta['model']}" if checker else ", no verifier") + ".", "",
+          + (f", verifier {checker.meta['model']}" if checker else ", no verifier")
+          + (", line reader" if second else ", no line reader") + ".", "",
           "| median | p95 | min | read | truth |", "|---:|---:|---:|---|---|",
           f"| {1000 * median:.1f} ms | {1000 * p95:.1f} ms | {1000 * min(times):.1f} ms | {reading.text} | {truth} |",
           "", "One run by stage:", "", "| stage | ms |", "|---|---:|"]
     md += [f"| {k} | {1000 * v:.1f} |" for k, v in stages.items()]
-    calls = "one model call" + (" and one verifier call" if checker else "")
+    calls = "one model call" + (", one verifier call" if checker else "") + (", one line reader call" if second else "")
     md += ["", f"{len(cands)} candidate crops in {calls}; load average {env['load_average'][0]:.1f} during "
                f"the run (other jobs share the machine)."]
     if not args.dry_run:

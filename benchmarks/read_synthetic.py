@@ -10,6 +10,7 @@ hard 12 and 13), never on the reported ones.
     python benchmarks/read_synthetic.py --checkpoint runs/lenet5-improved --data-dir ../shared/datasets
     python benchmarks/read_synthetic.py --checkpoint ... --write /tmp/synth   # also write the images
     python benchmarks/read_synthetic.py --checkpoint ... --verifier runs/verifier  # (digitlab train-verifier)
+    python benchmarks/read_synthetic.py --checkpoint ... --line-reader none  # without the run's line reader
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ import report as report_io
 import torch
 
 from digitlab.data import load_dataset
-from digitlab.read import ReadConfig, synth
+from digitlab.read import ReadConfig, linereader, synth, verifier
 from digitlab.read.evaluate import FAILURES, evaluate_items
-from digitlab.read.verifier import beside, load_verifier
 from digitlab.train import Checkpoint, load_checkpoint, predict_logits
 from digitlab.train.calibrate import fit_temperature, logit_reference
 
@@ -68,11 +68,13 @@ def calibrated_checkpoint(path: str, data_dir: str | None, log=print) -> Checkpo
     return ckpt
 
 
-def checker_path(args, checker: Checkpoint | None) -> str | None:
-    """Where the verifier in use came from, for the reports."""
-    if checker is None:
+def helper_path(given: str | None, checkpoint: str, kind: str) -> str | None:
+    """Where the verifier or line reader (kind) in use came from, for the reports: the one named, else the
+    one in the run folder (CHECKPOINT/verifier, CHECKPOINT/line-reader); None for none."""
+    if given == "none":
         return None
-    return args.verifier if args.verifier not in (None, "none") else str(beside(args.checkpoint))
+    found = (verifier if kind == "verifier" else linereader).beside(checkpoint)
+    return given or (str(found) if found else None)
 
 
 def add_reader_options(parser: argparse.ArgumentParser) -> None:
@@ -83,20 +85,24 @@ def add_reader_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verifier", default=os.environ.get("DIGITLAB_VERIFIER"),
                         help="verifier checkpoint (`digitlab train-verifier`); default $DIGITLAB_VERIFIER, else "
                              "CHECKPOINT/verifier when it exists; 'none': without one")
+    parser.add_argument("--line-reader", default=os.environ.get("DIGITLAB_LINE_READER"),
+                        help="line reader checkpoint (`digitlab train-line-reader`); default $DIGITLAB_LINE_READER, "
+                             "else CHECKPOINT/line-reader when it exists; 'none': without one")
 
 
 def open_reader(parser: argparse.ArgumentParser, args,
-                ) -> tuple[Checkpoint, Checkpoint | None, np.ndarray, np.ndarray]:
-    """The calibrated checkpoint, the verifier (or None) and the MNIST *test* digits the synthetic
-    images are drawn from."""
+                ) -> tuple[Checkpoint, Checkpoint | None, Checkpoint | None, np.ndarray, np.ndarray]:
+    """The calibrated checkpoint, the verifier and the line reader (each or None) and the MNIST *test*
+    digits the synthetic images are drawn from."""
     if not args.checkpoint:
         parser.error("--checkpoint is required (or set $DIGITLAB_MODEL)")
     torch.set_num_threads(args.threads)
     ckpt = calibrated_checkpoint(args.checkpoint, args.data_dir)
-    name = args.verifier or beside(args.checkpoint)
-    checker = load_verifier(name) if name and name != "none" else None
+    checker = helper_path(args.verifier, args.checkpoint, "verifier")
+    second = helper_path(args.line_reader, args.checkpoint, "line-reader")
     images, labels = synth.load_test_digits(args.data_dir)
-    return ckpt, checker, images, labels
+    return (ckpt, checker and verifier.load_verifier(checker), second and linereader.load_line_reader(second),
+            images, labels)
 
 
 def main() -> None:
@@ -110,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.dry_run:
         args.n = 20
-    ckpt, checker, images, labels = open_reader(parser, args)
+    ckpt, checker, second, images, labels = open_reader(parser, args)
     raw_predictions = predict_logits(ckpt.model, torch.from_numpy(images), ckpt.normalization).argmax(1).numpy()
     cfg = ReadConfig()
 
@@ -124,7 +130,7 @@ def main() -> None:
         if args.write and name in synth.VARIANTS:
             synth.write_benchmark(Path(args.write) / name, images, labels, spec, args.n, seed)
         report, items = evaluate_items(((str(i), s.image, s.text) for i, s in enumerate(samples)), ckpt, cfg,
-                                       verifier=checker)
+                                       verifier=checker, line_reader=second)
         digits = [len(s.text.replace(" ", "")) for s in samples]
         # The ceiling: images whose every digit the model reads right on its own 28x28 MNIST image
         used = np.array(sorted({i for s in samples for line in s.indices for i in line}))
@@ -153,18 +159,23 @@ def main() -> None:
 
     env = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
-    verifier = {"path": checker_path(args, checker), "model": checker.meta["model"],
-                "metrics": checker.meta["metrics"]} if checker is not None else None
+    verifying = {"path": helper_path(args.verifier, args.checkpoint, "verifier"), "model": checker.meta["model"],
+                 "metrics": checker.meta["metrics"]} if checker is not None else None
+    lines = {"path": helper_path(args.line_reader, args.checkpoint, "line-reader"),
+             "metrics": second.meta["metrics"]} if second is not None else None
     out = {"benchmark": "read_synthetic", "checkpoint": str(args.checkpoint), "model": ckpt.meta["model"],
-           "verifier": verifier,
+           "verifier": verifying, "line_reader": lines,
            "temperature": ckpt.meta["temperature"], "logit_reference": ckpt.meta["logit_reference"],
            "config": cfg.to_dict(), "env": env, "results": results, "seconds": time.perf_counter() - started}
     md = [f"# Reading synthetic digit strings ({ckpt.meta['model']}, {args.checkpoint})", "",
           "Strings of 1-10 MNIST *test* digits drawn by `digitlab.read.synth` (see `EASY`, `HARD`), read by "
           "`digitlab.read.read` with the default `ReadConfig`, "
-          + (f"verifier {verifier['model']} ({verifier['path']}, trained on crops of MNIST *train* strings; "
-             f"one-digit-or-not accuracy {100 * verifier['metrics']['val_single_accuracy']:.1f}% on held-out "
-             f"crops)" if verifier else "no verifier") + ". Exact match: the whole image's string right "
+          + (f"verifier {verifying['model']} ({verifying['path']}, trained on crops of MNIST *train* strings; "
+             f"one-digit-or-not accuracy {100 * verifying['metrics']['val_single_accuracy']:.1f}% on held-out "
+             f"crops)" if verifying else "no verifier")
+          + (f", line reader {lines['path']} (trained on lines of MNIST *train* strings; "
+             f"{100 * lines['metrics']['val_line_accuracy']:.1f}% of held-out lines read exactly on its own)"
+             if lines else ", no line reader") + ". Exact match: the whole image's string right "
           "(all lines). Ceiling: images whose every digit the model reads right on its own clean 28x28 "
           "MNIST image (what a perfect pipeline would reach). Digit accuracy: 1 - edit distance / digits.", "",
           "| variant | seed | images | digits/image | lines/image | exact match | ceiling | digit accuracy | "

@@ -28,6 +28,7 @@ def cli(monkeypatch, capsys):
     monkeypatch.setattr(digitlab.cli, "build_parser", with_read)
     monkeypatch.delenv("DIGITLAB_MODEL", raising=False)
     monkeypatch.delenv("DIGITLAB_VERIFIER", raising=False)
+    monkeypatch.delenv("DIGITLAB_LINE_READER", raising=False)
 
     def run(*argv):
         code = digitlab.cli.main([str(a) for a in argv])
@@ -158,3 +159,28 @@ def test_train_verifier_then_read_with_it(cli, untrained_run, shared_data_dir, t
     assert code == 2 and "not a verifier" in err
     code, _, _ = cli("read", page, "--model", untrained_run, "--verifier", "none")
     assert code == 0
+
+
+def test_train_line_reader_then_read_and_eval_with_it(cli, read_model, files, shared_data_dir, tmp_path, monkeypatch):
+    _, run = read_model
+    out = tmp_path / "line-reader"
+    code, stdout, err = cli("train-line-reader", out, "--data-dir", shared_data_dir, "--set", "images=12",
+                            "--set", "val_images=4", "--set", "epochs=1", "--set", "workers=1", "--set", "width=8",
+                            "--set", "hidden=16")
+    assert code == 0, err
+    assert "line reader saved" in stdout
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["role"] == "line-reader" and meta["config"]["images"] == 12 and meta["dataset"] == "mnist"
+    code, stdout, err = cli("read", files["2024"], "--model", run, "--line-reader", out, "--json")
+    assert code == 0, err
+    assert len(json.loads(stdout)["lines"]) == 1
+    # A classifier is not a line reader; $DIGITLAB_LINE_READER names one; 'none' reads without
+    code, _, err = cli("read", files["2024"], "--model", run, "--line-reader", run)
+    assert code == 2 and "not a line reader" in err and err.count("\n") == 1
+    monkeypatch.setenv("DIGITLAB_LINE_READER", str(run))
+    code, _, err = cli("eval-read", files["2024"].parent, "--model", run)
+    assert code == 2 and "not a line reader" in err
+    code, stdout, _ = cli("read", files["2024"], "--model", run, "--line-reader", "none")
+    assert code == 0 and "2024" in stdout
+    code, _, err = cli("train-line-reader", out, "--set", "epoch=3")
+    assert code == 2 and "did you mean 'epochs'" in err

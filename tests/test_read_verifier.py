@@ -220,9 +220,9 @@ def test_a_verifier_for_another_script_draws_from_that_runs_training_digits(shar
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"dataset": "kannada-mnist", "train_split": "test", "test_split": ""}))
     np.savez(run / "splits.npz", train=np.array([5, 0, 9]), val=np.array([1]), test=np.array([2]))
-    dataset, digits, labels = verifier.training_digits(verifier.VerifierConfig(run=str(run)), shared_data_dir)
+    dataset, digits, labels = synth.training_digits(str(run), shared_data_dir)
     test = load_dataset("kannada-mnist", "test", data_dir=shared_data_dir)
     assert dataset == "kannada-mnist"
     np.testing.assert_array_equal(digits, test.images.numpy()[[5, 0, 9]])
     np.testing.assert_array_equal(labels, test.labels.numpy()[[5, 0, 9]])
-    assert verifier.training_digits(verifier.VerifierConfig(), shared_data_dir)[0] == "mnist"
+    assert synth.training_digits("", shared_data_dir)[0] == "mnist"

@@ -2,7 +2,8 @@
 calibrated confidence, annotated output, a synthetic benchmark and an evaluation harness.
 
     from digitlab.read import read
-    reading = read("meter.jpg", "runs/lenet5", verifier="runs/verifier")  # verifier: optional
+    reading = read("meter.jpg", "runs/lenet5", verifier="runs/verifier",  # verifier, line reader: optional
+                   line_reader="runs/line-reader")
     print(reading.text, reading.confidence)
 
 Names load lazily, so importing this package (e.g. for its CLI commands) does not import OpenCV or torch.
@@ -18,6 +19,8 @@ _API = {
     "evaluate_folder": "digitlab.read.evaluate",
     "VerifierConfig": "digitlab.read.verifier", "train_verifier": "digitlab.read.verifier",
     "load_verifier": "digitlab.read.verifier",
+    "LineReaderConfig": "digitlab.read.linereader", "train_line_reader": "digitlab.read.linereader",
+    "load_line_reader": "digitlab.read.linereader",
 }
 __all__ = list(_API)
 

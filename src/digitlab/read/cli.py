@@ -1,5 +1,5 @@
-"""The `digitlab read`, `digitlab eval-read` and `digitlab train-verifier` commands, added to digitlab's
-parser by ``add_commands``.
+"""The `digitlab read`, `digitlab eval-read`, `digitlab train-verifier` and `digitlab train-line-reader`
+commands, added to digitlab's parser by ``add_commands``.
 
 Thin adapters over digitlab.read: heavy modules (OpenCV, torch) load only when a command runs, and
 every bad input ends as a ReadError (a DigitlabError), which the main CLI prints as one line.
@@ -17,10 +17,12 @@ from digitlab.read.errors import ReadError
 
 MODEL_ENV = "DIGITLAB_MODEL"
 VERIFIER_ENV = "DIGITLAB_VERIFIER"
+LINE_READER_ENV = "DIGITLAB_LINE_READER"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `read`, `eval-read` and `train-verifier` to digitlab's subparsers (each sets func=handler(args))."""
+    """Add `read`, `eval-read`, `train-verifier` and `train-line-reader` to digitlab's subparsers (each sets
+    func=handler(args))."""
     p = subparsers.add_parser("read", help="read the digit strings in images: photos, scans, forms, drawings",
                               description="Print each image's digit string(s); '?' marks a rejected digit.")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, TIFF, WebP, ...)")
@@ -58,17 +60,29 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         "e.g. --set images=500 --set epochs=2")
     p.set_defaults(func=cmd_train_verifier)
 
+    p = subparsers.add_parser("train-line-reader", help="train the line reader that reads a whole line of digits "
+                                                        "(touching ones too), for `read --line-reader`",
+                              description="Draw synthetic strings from MNIST *train* digits (or a run's own, "
+                                          "--set run=RUN), find their lines as `read` does and train a "
+                                          "CNN + BiLSTM with CTC on the line images.")
+    p.add_argument("out", help="folder for the line reader checkpoint")
+    p.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"), help="datasets folder (holds mnist/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a field of digitlab.read.linereader.LineReaderConfig (repeatable), "
+                        "e.g. --set images=2000 --set epochs=4")
+    p.set_defaults(func=cmd_train_line_reader)
+
 
 def cmd_read(args: argparse.Namespace) -> None:
     from digitlab.read.recognize import as_checkpoint, read
 
     ckpt = as_checkpoint(_model_path(args))
     cfg = _read_config(args)
-    checker = _verifier(args)
+    checker, second = _verifier(args), _line_reader(args)
     _warn_calibration(ckpt)
     out = []
     for image in args.images:
-        reading = read(image, ckpt, cfg, checker)
+        reading = read(image, ckpt, cfg, checker, second)
         if args.annotate or args.panel:
             from digitlab.read.render import annotate, panel, save_png
 
@@ -90,7 +104,7 @@ def cmd_eval_read(args: argparse.Namespace) -> None:
 
     labels = args.labels or str(Path(args.folder) / "labels.csv")
     report = evaluate_folder(args.folder, labels, _model_path(args), _read_config(args), out_dir=args.out,
-                             limit=args.limit, verifier=_verifier(args))
+                             limit=args.limit, verifier=_verifier(args), line_reader=_line_reader(args))
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -114,11 +128,21 @@ def cmd_train_verifier(args: argparse.Namespace) -> None:
     train_verifier(VerifierConfig.from_dict(_pairs(args.overrides)), args.out, args.data_dir)
 
 
+def cmd_train_line_reader(args: argparse.Namespace) -> None:
+    from digitlab.read.linereader import LineReaderConfig, train_line_reader
+
+    train_line_reader(LineReaderConfig.from_dict(_pairs(args.overrides)), args.out, args.data_dir)
+
+
 def _add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="M", help=f"checkpoint: run folder or .safetensors (default ${MODEL_ENV})")
     p.add_argument("--verifier", metavar="V",
                    help=f"verifier checkpoint from `digitlab train-verifier`: whole digits are told from merged "
                         f"pairs and parts of digits (default ${VERIFIER_ENV}, else M/verifier when that "
+                        f"folder exists; 'none': without one)")
+    p.add_argument("--line-reader", metavar="L",
+                   help=f"line reader checkpoint from `digitlab train-line-reader`: a second opinion on each line "
+                        f"that reads touching digits (default ${LINE_READER_ENV}, else M/line-reader when that "
                         f"folder exists; 'none': without one)")
 
 
@@ -128,6 +152,14 @@ def _verifier(args: argparse.Namespace):
 
     name = args.verifier or os.environ.get(VERIFIER_ENV) or beside(_model_path(args)) or "none"
     return None if name == "none" else load_verifier(name)
+
+
+def _line_reader(args: argparse.Namespace):
+    """The line reader named by --line-reader, $DIGITLAB_LINE_READER or found in the model's run folder."""
+    from digitlab.read.linereader import beside, load_line_reader
+
+    name = args.line_reader or os.environ.get(LINE_READER_ENV) or beside(_model_path(args)) or "none"
+    return None if name == "none" else load_line_reader(name)
 
 
 def _model_path(args: argparse.Namespace) -> str:

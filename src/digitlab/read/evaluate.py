@@ -21,6 +21,7 @@ import numpy as np
 
 from digitlab.read.config import ReadConfig
 from digitlab.read.errors import ReadError
+from digitlab.read.linereader import load_line_reader
 from digitlab.read.recognize import REJECTED, Reading, as_checkpoint, read
 from digitlab.read.verifier import load_verifier
 from digitlab.train.checkpoint import Checkpoint
@@ -130,16 +131,19 @@ def summarize(results: list[ItemResult]) -> dict[str, Any]:
 def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | PathLike | Checkpoint,
                    config: ReadConfig | None = None, gallery: str | PathLike | None = None,
                    max_gallery: int = 60, progress: Callable[[int, ItemResult], None] | None = None,
-                   verifier: str | PathLike | Checkpoint | None = None) -> tuple[dict[str, Any], list[ItemResult]]:
+                   verifier: str | PathLike | Checkpoint | None = None,
+                   line_reader: str | PathLike | Checkpoint | None = None,
+                   ) -> tuple[dict[str, Any], list[ItemResult]]:
     """Read (name, image, truth) items and score them; failures are drawn into `gallery` as panels."""
     ckpt = as_checkpoint(checkpoint)
     checker = load_verifier(verifier) if verifier is not None else None
+    second = load_line_reader(line_reader) if line_reader is not None else None
     cfg = config or ReadConfig()
     results: list[ItemResult] = []
     shown = 0
     for k, (name, image, truth) in enumerate(items):
         try:
-            reading = read(image, ckpt, cfg, checker)
+            reading = read(image, ckpt, cfg, checker, second)
             result = score_item(name, truth, reading)
         except ReadError as e:
             reading, result = None, score_item(name, truth, None, error=str(e))
@@ -154,6 +158,7 @@ def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | Path
     report = summarize(results)
     report["temperature"] = float(ckpt.meta.get("temperature", 1.0))
     report["verifier"] = checker.meta.get("metrics") if checker is not None else None
+    report["line_reader"] = second.meta.get("metrics") if second is not None else None
     report["config"] = cfg.to_dict()
     return report, results
 
@@ -161,7 +166,8 @@ def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | Path
 def evaluate_folder(folder: str | PathLike, labels: str | PathLike, checkpoint: str | PathLike | Checkpoint,
                     config: ReadConfig | None = None, out_dir: str | PathLike | None = None,
                     limit: int = 0, progress: Callable[[int, ItemResult], None] | None = None,
-                    verifier: str | PathLike | Checkpoint | None = None) -> dict[str, Any]:
+                    verifier: str | PathLike | Checkpoint | None = None,
+                    line_reader: str | PathLike | Checkpoint | None = None) -> dict[str, Any]:
     """Read every image listed in `labels` (paths relative to `folder`) and score it. With out_dir, write
     report.json, results.csv and failures/ (a panel per failed image, up to 60)."""
     folder = Path(folder)
@@ -172,7 +178,7 @@ def evaluate_folder(folder: str | PathLike, labels: str | PathLike, checkpoint: 
     out = Path(out_dir) if out_dir is not None else None
     report, results = evaluate_items(((name, folder / name, truth) for name, truth in rows), checkpoint, config,
                                      gallery=out / "failures" if out else None, progress=progress,
-                                     verifier=verifier)
+                                     verifier=verifier, line_reader=line_reader)
     report.update(folder=str(folder), labels=str(labels), seconds=time.perf_counter() - started)
     if out:
         out.mkdir(parents=True, exist_ok=True)

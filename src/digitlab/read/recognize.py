@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from digitlab.read import segment
+from digitlab.read import linereader, segment
 from digitlab.read.config import ReadConfig
 from digitlab.read.image import Page, load_gray, prepare
 from digitlab.read.verifier import load_verifier, logsumexp, pair_logp, single_digit_logp, verifier_logp
@@ -206,27 +206,81 @@ def with_verifier_classes(probs: np.ndarray, vlogp: np.ndarray, single: np.ndarr
     return odds / odds.sum(1, keepdims=True)
 
 
+def peaks(text: linereader.LineText, logp: torch.Tensor) -> np.ndarray:
+    """(n, C) class probabilities of each digit the line reader read: those of the frame where its label
+    peaks, blank left out."""
+    probs = logp.exp().double().numpy()
+    rows = [probs[span[0] + int(probs[span[0]:span[1], label].argmax()), :-1]
+            for label, span in zip(text.labels, text.frames)]
+    out = np.array(rows).reshape(len(rows), probs.shape[1] - 1)
+    return out / np.maximum(out.sum(1, keepdims=True), 1e-12)
+
+
+def line_digits(text: linereader.LineText, logp: torch.Tensor, li: linereader.LineImage, page: Page,
+                lay: segment.Layout, k: int, classes: list[str], line_no: int, cfg: ReadConfig) -> list[DigitReading]:
+    """The line reader's digits of line k, with their peaks' probabilities; each box is the line's ink
+    under the digit's frames."""
+    out = []
+    for label, span, p in zip(text.labels, text.frames, peaks(text, logp)):
+        confidence = float(p[label])
+        box = linereader.frame_box(li, span, page, lay, k)
+        reason = f"low confidence {confidence:.2f} < {cfg.reject_below:.2f} (the line reader's)" \
+            if confidence < cfg.reject_below else None
+        out.append(DigitReading(text=REJECTED if reason else classes[label], best=classes[label],
+                                confidence=confidence, probabilities=tuple(float(q) for q in p),
+                                box=page.to_original(box), line=line_no, rejected=reason,
+                                crop=segment.crop(page, lay, lay.lines[k].pieces, box)))
+    return out
+
+
+def arbitrate(digits: list[DigitReading], li: linereader.LineImage, logp: torch.Tensor, page: Page,
+              lay: segment.Layout, k: int, classes: list[str], cfg: ReadConfig) -> list[DigitReading]:
+    """Line k as the segmenter read it (digits), or as the line reader reads it (logp: its (T, C+1)
+    log-probabilities for the line image li): the line reader's string when it finds it cfg.line_margin
+    nats more likely than the segmenter's (log p under CTC); where the two agree on every digit the
+    segmenter did not reject and the line reader's string is at least cfg.line_accept likely, the
+    segmenter's rejected digits take the line reader's reading. (Multiplying the two readings' class
+    probabilities digit by digit, where both find as many digits, did worse on the tuning seeds.)"""
+    text = linereader.decode(logp, classes)
+    if not text.labels:
+        return digits
+    index = {c: i for i, c in enumerate(classes)}
+    mine = [index[d.best] for d in digits]
+    theirs = list(text.labels)
+    agree = len(theirs) == len(mine) and all(d.rejected or a == b for d, a, b in zip(digits, mine, theirs))
+    if agree and any(d.rejected for d in digits) and math.exp(text.logp) >= cfg.line_accept:
+        read = line_digits(text, logp, li, page, lay, k, classes, digits[0].line, cfg)
+        return [r if d.rejected and not r.rejected else d for d, r in zip(digits, read)]
+    if theirs != mine and text.logp - linereader.sequence_logp(logp, [mine])[0] > cfg.line_margin:
+        return line_digits(text, logp, li, page, lay, k, classes, digits[0].line, cfg)
+    return digits
+
+
 def as_checkpoint(checkpoint: str | PathLike | Checkpoint) -> Checkpoint:
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(Path(checkpoint))
 
 
 def read(image: Any, checkpoint: str | PathLike | Checkpoint, config: ReadConfig | None = None,
-         verifier: str | PathLike | Checkpoint | None = None) -> Reading:
+         verifier: str | PathLike | Checkpoint | None = None,
+         line_reader: str | PathLike | Checkpoint | None = None) -> Reading:
     """Read every digit string in an image: a file path (PNG, JPEG, BMP, TIFF, WebP, ...), a PIL image
     or an array, a photo or a scan, dark ink on light paper or the reverse. verifier: a checkpoint made
     by `digitlab train-verifier` (digitlab.read.verifier), which tells whole digits from merged pairs
-    and parts of digits; without one, the classifier's scores alone choose the segmentation."""
+    and parts of digits; without one, the classifier's scores alone choose the segmentation. line_reader:
+    a checkpoint made by `digitlab train-line-reader` (digitlab.read.linereader), a second opinion on
+    each line that reads touching and overlapping digits no cut parts."""
     started = time.perf_counter()
     cfg = config or ReadConfig()
     ckpt = as_checkpoint(checkpoint)
     checker = load_verifier(verifier) if verifier is not None else None
+    second = linereader.load_line_reader(line_reader) if line_reader is not None else None
     gray, scale, name = load_gray(image, cfg)
     page = prepare(gray, cfg, scale, name)
-    return recognize(page, ckpt, cfg, started, checker)
+    return recognize(page, ckpt, cfg, started, checker, second)
 
 
 def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | None = None,
-              verifier: Checkpoint | None = None) -> Reading:
+              verifier: Checkpoint | None = None, line_reader: Checkpoint | None = None) -> Reading:
     """Segment a prepared page, score every candidate digit in one model call (and one verifier call),
     pick each line's best reading, and reject what is not convincingly a digit."""
     started = time.perf_counter() if started is None else started
@@ -260,6 +314,11 @@ def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | No
     if pairs is not None and cfg.pair_weight:
         pair_score, pairs = pair_scores(page, lay, cands, pairs, ckpt, cfg)
 
+    second: dict[int, tuple[linereader.LineImage, torch.Tensor]] = {}
+    if line_reader is not None and line_reader.meta.get("dataset") == ckpt.meta.get("dataset"):
+        images = {k: li for k in range(len(lay.lines)) if (li := linereader.line_image(page, lay, k)) is not None}
+        second = dict(zip(images, zip(images.values(), linereader.read_lines(line_reader, list(images.values())))))
+
     lines: list[list[DigitReading]] = []
     ignored = [Ignored(page.to_original(m.box), m.reason) for m in lay.marks]
     by_line: dict[int, list[int]] = {}
@@ -284,6 +343,8 @@ def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | No
                                        crop=crops[c]))
         ignored += [Ignored(page.to_original(line.pieces[i].box), "mark (dash, comma or stray stroke)")
                     for i in skipped]
+        if digits and k in second:
+            digits = arbitrate(digits, *second[k], page, lay, k, classes, cfg)
         if digits:
             lines.append(digits)
     return Reading(source=page.source, size=page.size, lines=lines, ignored=ignored, temperature=temperature,

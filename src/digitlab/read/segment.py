@@ -409,6 +409,8 @@ def own_pixels(lay: Layout, pieces: list[Piece], box: tuple[int, int, int, int],
             continue
         cx, cy, cw, ch = (int(v) for v in lay.stats[p.label, :4])  # p.pixels covers the component's box
         r0, r1, c0, c1 = max(y0, cy), min(y1, cy + ch), max(x0, cx), min(x1, cx + cw)
+        if r1 <= r0 or c1 <= c0:  # the piece lies outside the box
+            continue
         mine[r0 - y0:r1 - y0, c0 - x0:c1 - x0] |= p.pixels[r0 - cy:r1 - cy, c0 - cx:c1 - cx]
     return slice(y0, y1), slice(x0, x1), mine
 
@@ -420,6 +422,8 @@ def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int,
     half=0 or 1: only the ink left or right of the emptiest column of the middle third (one digit of
     two merged ones, read on its own)."""
     rows, cols, mine = own_pixels(lay, pieces, box, page.mask.shape)
+    if not mine.any():  # (a box from the line reader's frames can fall between the ink)
+        return np.zeros((28, 28), np.uint8)
     others = (lay.labels[rows, cols] > 0) & ~mine
     if half is not None:
         ink_cols = np.flatnonzero(mine.any(0))
@@ -431,13 +435,17 @@ def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int,
         mine = mine & side[None, :]
         if not mine.any():
             return np.zeros((28, 28), np.uint8)
-    # One pixel of edge around the strokes keeps the anti-aliasing, but never another digit's ink
+    return mnist_style((own_ink(page, rows, cols, mine, others) * 255).round().astype(np.uint8))
+
+
+def own_ink(page: Page, rows: slice, cols: slice, mine: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """The ink of `mine` (bool over page[rows, cols]) as float gray in [0, 1], white on black: the stroke
+    core at 1, with one pixel of anti-aliased edge around the strokes, but never `others`' ink."""
     edge = cv2.dilate(mine.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~others
     ink = page.ink[rows, cols]
     core = float(np.percentile(ink[mine], 90)) if mine.any() else 1.0
     gray = np.where(edge, np.clip(ink / max(core, 1e-3), 0, 1), 0.0)
-    gray = np.where(mine, np.maximum(gray, 0.5), gray)  # a binarized pixel is ink even if faint
-    return mnist_style((gray * 255).round().astype(np.uint8))
+    return np.where(mine, np.maximum(gray, 0.5), gray)  # a binarized pixel is ink even if faint
 
 
 def pair_prior(cand: Candidate, cfg: ReadConfig, h: float) -> float:

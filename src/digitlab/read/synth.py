@@ -362,6 +362,21 @@ def held_out_digits(run: str | Path, data_dir: str | Path | None = None) -> tupl
     return run_digits(run, "test", data_dir)
 
 
+def training_digits(run: str | Path = "", data_dir: str | Path | None = None) -> tuple[str, np.ndarray, np.ndarray]:
+    """(dataset, digits (N, 28, 28) uint8, labels) that the reader's own models (the verifier, the line
+    reader) learn from: a training run's own training digits (so that a TibetanMNIST or Kannada-MNIST
+    model gets helpers of its script), else MNIST train."""
+    import json
+
+    from digitlab.data import load_dataset
+
+    if run:
+        digits, labels = run_digits(run, "train", data_dir)
+        return json.loads((Path(run) / "config.json").read_text())["dataset"], digits, labels
+    train = load_dataset("mnist", "train", data_dir=data_dir)
+    return "mnist", train.images.numpy(), train.labels.numpy()
+
+
 def generate(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, n: int, seed: int,
              owners: bool = False) -> list[Sample]:
     rng = np.random.default_rng(seed)

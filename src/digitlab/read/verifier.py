@@ -20,7 +20,6 @@ the classifier's classes with the verifier's, and reads a candidate as a pair wh
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -202,19 +201,6 @@ def make_crops(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, vcfg: 
     return torch.from_numpy(np.concatenate(crops)), torch.from_numpy(np.concatenate(targets))
 
 
-def training_digits(vcfg: VerifierConfig, data_dir: str | PathLike | None = None,
-                    ) -> tuple[str, np.ndarray, np.ndarray]:
-    """(dataset, digits (N, 28, 28) uint8, labels) the training strings are drawn from: vcfg.run's own
-    training digits, else MNIST train."""
-    from digitlab.data import load_dataset
-
-    if vcfg.run:
-        digits, labels = synth.run_digits(vcfg.run, "train", data_dir)
-        return json.loads((Path(vcfg.run) / "config.json").read_text())["dataset"], digits, labels
-    train = load_dataset("mnist", "train", data_dir=data_dir)
-    return "mnist", train.images.numpy(), train.labels.numpy()
-
-
 def verifier_logp(verifier: Checkpoint, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Calibrated log-probabilities (N, classes) for crops (N, 28, 28) uint8: the ten digits, the hundred
     pairs when the verifier reads pairs, and "not a digit" last."""
@@ -265,13 +251,13 @@ def load_verifier(path: str | PathLike | Checkpoint) -> Checkpoint:
 
 def train_verifier(vcfg: VerifierConfig, out_dir: str | Path, data_dir: str | PathLike | None = None,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Draw labelled crops from training digits (training_digits), train the verifier, save it to out_dir as a
+    """Draw labelled crops from training digits (synth.training_digits), train the verifier, save it to out_dir as a
     digitlab checkpoint (role "verifier") and return its metrics (accuracy on held-out images)."""
     started = time.perf_counter()
     if vcfg.threads:
         torch.set_num_threads(vcfg.threads)
     log(f"verifier config: {vcfg.to_dict()}")
-    dataset, digits, labels = training_digits(vcfg, data_dir)
+    dataset, digits, labels = synth.training_digits(vcfg.run, data_dir)
     log(f"drawing {vcfg.images} training images from {len(labels)} {dataset} training digits ...")
     x, y = make_crops(digits, labels, vcfg.images, vcfg.seed, vcfg, log=log, pair_images=vcfg.pair_images)
     vx, vy = make_crops(digits, labels, vcfg.val_images, vcfg.seed + 10_000, vcfg,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -84,7 +85,9 @@ def resolve(path: str | Path) -> tuple[Path, Path]:
     return path, path.with_suffix(".json")
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
+def load_checkpoint(path: str | Path, build: Callable[..., nn.Module] | None = None) -> Checkpoint:
+    """A checkpoint's model, rebuilt by `build`(meta["model"], **meta["model_args"]) (a registered model
+    when None), and its meta; any defect is a one-line CheckpointError."""
     weights, meta_path = resolve(path)
     for p in (weights, meta_path):
         if not p.is_file():
@@ -98,9 +101,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if meta.get("weights_sha256") != _sha256(weights):
         raise CheckpointError(f"{weights}: SHA-256 does not match {meta_path.name} (incomplete or mixed files)")
     try:
-        model = create_model(meta["model"], **meta["model_args"])
+        model = (build or create_model)(meta["model"], **meta["model_args"])
         model.load_state_dict(load_file(str(weights)))
-    except (ModelError, KeyError) as e:
+    except (ModelError, KeyError, TypeError) as e:
         raise CheckpointError(f"{meta_path}: cannot rebuild the model ({e})") from None
     except (SafetensorError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]

@@ -1,0 +1,429 @@
+"""The line reader: a whole line of digits read at once (CNN + BiLSTM + CTC), no cuts needed.
+
+The segmenter reads digit by digit, and two digits that touch or overlap so that no cut parts them
+stay one candidate: the classifier reads it as one digit, or it is rejected. The line reader sees
+the line's ink (``line_image``: the line's own components, scaled to LINE_HEIGHT pixels high) and
+emits a string with CTC (connectionist temporal classification), so merged digits cost it nothing
+special. It learns from synthetic strings drawn by ``digitlab.read.synth`` from training digits
+(MNIST *train*, or a training run's own; the benchmarks draw from test digits only) that went
+through the reader's own cleaning and line finding, like the verifier.
+
+The reader uses it as a second opinion per line (``arbitrate``): the segmenter's string stands unless
+the line reader finds its own reading more likely by cfg.line_margin nats, or the segmenter's string
+holds a rejected digit that the line reader reads confidently.
+
+    digitlab train-line-reader runs/lenet5-improved/line-reader --data-dir ../shared/datasets
+    digitlab read photo.jpg --model runs/lenet5-improved      # finds RUN/line-reader and RUN/verifier
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from digitlab.configs import config_from_dict
+from digitlab.errors import ConfigError
+from digitlab.read import segment, synth
+from digitlab.read.config import ReadConfig
+from digitlab.read.errors import ReadError
+from digitlab.read.image import Page, load_gray, prepare
+from digitlab.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+
+ROLE = "line-reader"  # meta["role"] of a line reader checkpoint
+LINE_HEIGHT = 32  # pixels: every line image is this high
+DIGIT_HEIGHT = 22  # pixels: a digit of the page's typical height is scaled to this
+STRIDE = 4  # pixels of line image per output frame
+
+
+class LineReaderNet(nn.Module):
+    """(N, 1, LINE_HEIGHT, W) line images -> (W // STRIDE, N, classes + 1) log-probabilities, blank last."""
+
+    def __init__(self, num_classes: int = 10, width: int = 48, hidden: int = 128) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        c1, c2, c3 = width // 2, width, width * 4 // 3
+        self.features = nn.Sequential(
+            *block(1, c1), nn.MaxPool2d(2),  # 16 x W/2
+            *block(c1, c2), nn.MaxPool2d(2),  # 8 x W/4
+            *block(c2, c3), *block(c3, c3), nn.MaxPool2d((2, 1)),  # 4 x W/4
+            nn.Conv2d(c3, hidden, (LINE_HEIGHT // 8, 1)), nn.ReLU(inplace=True), nn.Dropout(0.2))  # 1 x W/4
+        self.rnn = nn.LSTM(hidden, hidden, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, num_classes + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x).squeeze(2).permute(2, 0, 1)  # (T, N, hidden)
+        out, _ = self.rnn(f)
+        return self.head(out).log_softmax(2)
+
+
+@dataclass(frozen=True)
+class LineReaderConfig:
+    # Draw the strings from this training run's own training digits (its dataset, RUN/splits.npz "train");
+    # empty: MNIST train
+    run: str = ""
+    images: int = 48000  # synthetic training images (1.75 lines each on average)
+    val_images: int = 600  # held-out images, drawn from a different seed
+    easy_fraction: float = 0.2  # share of images drawn like synth.EASY; the rest like synth.HARD ...
+    touch: float = 0.25  # ... with more touching ...
+    overlap: float = 0.15  # ... and overlapping pairs than HARD has
+    width: int = 48  # channels of the network's middle layers
+    hidden: int = 128  # LSTM size, each direction
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-3  # peak of the one-cycle schedule, Adam
+    seed: int = 0
+    threads: int = 2  # torch threads
+    workers: int = 2  # processes drawing the synthetic lines
+
+    def __post_init__(self) -> None:
+        for name in ("images", "val_images", "epochs", "batch_size", "width", "hidden", "workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("easy_fraction", "touch", "overlap"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.touch + self.overlap > 1:
+            raise ConfigError("touch + overlap must be <= 1")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LineReaderConfig:
+        return config_from_dict(cls, values, "line reader config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- line images ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LineImage:
+    image: np.ndarray  # (LINE_HEIGHT, W) uint8, ink white on black
+    scale: float  # line image pixels per work pixel
+    x0: int  # work coordinates of the image's left column ...
+    y0: float  # ... and of its top row
+
+
+def line_image(page: Page, lay: segment.Layout, k: int) -> LineImage | None:
+    """Line k's own ink (its components; other lines' and marks' ink masked out), anti-aliased edge kept,
+    scaled so that a digit of the page's typical height is DIGIT_HEIGHT pixels high (less if the line is
+    taller than LINE_HEIGHT allows), centred vertically. None for a line without ink."""
+    pieces = lay.lines[k].pieces
+    if not pieces:
+        return None
+    x0 = min(p.box[0] for p in pieces)
+    y0 = min(p.box[1] for p in pieces)
+    x1 = max(p.box[0] + p.box[2] for p in pieces)
+    y1 = max(p.box[1] + p.box[3] for p in pieces)
+    rows, cols, mine = segment.own_pixels(lay, pieces, (x0, y0, x1 - x0, y1 - y0), page.mask.shape)
+    others = (lay.labels[rows, cols] > 0) & ~mine
+    gray = segment.own_ink(page, rows, cols, mine, others).astype(np.float32)
+    height, width = gray.shape
+    scale = min(DIGIT_HEIGHT / max(page.text_height, 1.0), (LINE_HEIGHT - 2) / height)
+    w = max(STRIDE * 2, int(round(width * scale)))
+    h = max(1, int(round(height * scale)))
+    small = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
+    out = np.zeros((LINE_HEIGHT, w + 2 * STRIDE), np.float32)
+    top = (LINE_HEIGHT - h) // 2
+    out[top:top + h, STRIDE:STRIDE + w] = small
+    return LineImage(image=(out * 255).round().astype(np.uint8), scale=scale, x0=cols.start - STRIDE / scale,
+                     y0=rows.start - top / scale)
+
+
+def batch(images: list[np.ndarray]) -> torch.Tensor:
+    """Line images of any widths -> (N, 1, LINE_HEIGHT, W) float, zero padded on the right, W a multiple
+    of STRIDE."""
+    w = max(img.shape[1] for img in images)
+    w += -w % STRIDE
+    x = np.zeros((len(images), 1, LINE_HEIGHT, w), np.float32)
+    for i, img in enumerate(images):
+        x[i, 0, :, : img.shape[1]] = img / 255.0
+    return torch.from_numpy(x)
+
+
+# --- decoding ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LineText:
+    text: str  # class names joined
+    labels: tuple[int, ...]  # class indices
+    frames: tuple[tuple[int, int], ...]  # per label, its span of output frames [start, end)
+    logp: float  # log-probability of the label sequence (all alignments)
+
+
+def greedy(logp: np.ndarray) -> tuple[list[int], list[tuple[int, int]]]:
+    """Best path decoding of (T, C+1) log-probabilities (blank last) -> labels and each one's frames: from
+    its first frame to the frame before the next label's first (blanks after a digit belong to it)."""
+    best = logp.argmax(1)
+    blank = logp.shape[1] - 1
+    labels, starts = [], []
+    prev = blank
+    for t, c in enumerate(best):
+        if c != blank and c != prev:
+            labels.append(int(c))
+            starts.append(t)
+        prev = c
+    ends = starts[1:] + [len(best)]
+    spans = []
+    for i, (s, e) in enumerate(zip(starts, ends)):
+        last = s
+        while last + 1 < e and best[last + 1] == labels[i]:
+            last += 1
+        spans.append((s, last + 1))
+    return labels, spans
+
+
+def sequence_logp(logp: torch.Tensor, sequences: list[list[int]]) -> np.ndarray:
+    """log p(sequence | line) under CTC for each of `sequences`, all read against the same (T, C+1)
+    log-probabilities (blank last); -inf for a sequence too long to fit."""
+    if not sequences:
+        return np.zeros(0)
+    n = len(sequences)
+    lp = logp[:, None, :].expand(-1, n, -1)
+    lengths = [len(s) for s in sequences]
+    targets = torch.tensor([c for s in sequences for c in s], dtype=torch.long)
+    loss = F.ctc_loss(lp, targets, torch.full((n,), logp.shape[0], dtype=torch.long),
+                      torch.tensor(lengths, dtype=torch.long), blank=logp.shape[1] - 1, reduction="none",
+                      zero_infinity=False)
+    return (-loss).double().numpy()
+
+
+def read_lines(reader: Checkpoint, images: list[LineImage]) -> list[torch.Tensor]:
+    """Each line image's (T, C+1) log-probabilities, T its own frames (padding dropped)."""
+    if not images:
+        return []
+    with torch.inference_mode():
+        logp = reader.model(batch([li.image for li in images]))
+    return [logp[: math.ceil(li.image.shape[1] / STRIDE), i] for i, li in enumerate(images)]
+
+
+def decode(logp: torch.Tensor, classes: list[str]) -> LineText:
+    labels, frames = greedy(logp.numpy())
+    return LineText(text="".join(classes[c] for c in labels), labels=tuple(labels), frames=tuple(frames),
+                    logp=float(sequence_logp(logp, [labels])[0]) if labels else float(logp[:, -1].sum()))
+
+
+def frame_box(li: LineImage, frames: tuple[int, int], page: Page, lay: segment.Layout, k: int,
+              ) -> tuple[int, int, int, int]:
+    """Work coordinates (x, y, w, h) of the line's ink under output frames [start, end)."""
+    xa = li.x0 + frames[0] * STRIDE / li.scale
+    xb = li.x0 + frames[1] * STRIDE / li.scale
+    x0, x1 = max(0, int(math.floor(xa))), min(page.mask.shape[1], int(math.ceil(xb)))
+    line = lay.lines[k]
+    top = int(min(p.box[1] for p in line.pieces))
+    bottom = int(max(p.box[1] + p.box[3] for p in line.pieces))
+    labels = {p.label for p in line.pieces}
+    sub = np.isin(lay.labels[top:bottom, x0:x1], list(labels))
+    rows, cols = np.flatnonzero(sub.any(1)), np.flatnonzero(sub.any(0))
+    if rows.size == 0:
+        return x0, top, max(1, x1 - x0), max(1, bottom - top)
+    return x0 + int(cols[0]), top + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+# --- training data ----------------------------------------------------------------------------------
+
+def training_specs(lcfg: LineReaderConfig) -> tuple[synth.SynthSpec, synth.SynthSpec]:
+    hard = dataclasses.replace(synth.HARD, name="line-reader-hard", touch=lcfg.touch, overlap=lcfg.overlap)
+    return synth.EASY, hard
+
+
+def sample_lines(sample: synth.Sample, cfg: ReadConfig) -> list[tuple[np.ndarray, list[int]]]:
+    """(line image, class indices) for each line of `sample` the reader's line finding found; none when it
+    found a different number of lines than were drawn (it cannot tell which line is which)."""
+    gray, scale, _ = load_gray(sample.image, cfg)
+    page = prepare(gray, cfg, scale)
+    lay = segment.layout(page, cfg)
+    if len(lay.lines) != len(sample.lines):
+        return []
+    out = []
+    for k, text in enumerate(sample.lines):
+        li = line_image(page, lay, k)
+        if li is not None:
+            out.append((li.image, [int(c) for c in text]))
+    return out
+
+
+def make_lines(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, lcfg: LineReaderConfig,
+               cfg: ReadConfig | None = None) -> list[tuple[np.ndarray, list[int]]]:
+    """Labelled line images from n synthetic images of `digits` (training digits; labels are class indices
+    0-9, which synth writes as the characters "0"-"9")."""
+    cfg = cfg or ReadConfig()
+    easy, hard = training_specs(lcfg)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        spec = easy if rng.random() < lcfg.easy_fraction else hard
+        out += sample_lines(synth.make_sample(digits, labels, spec, rng), cfg)
+    return out
+
+
+_DRAWING: dict[str, Any] = {}  # a drawing process's digits, labels and config (set once per process)
+
+
+def _start_drawing(digits: np.ndarray, labels: np.ndarray, lcfg: LineReaderConfig) -> None:
+    torch.set_num_threads(1)
+    _DRAWING.update(digits=digits, labels=labels, lcfg=lcfg)
+
+
+def _draw(chunk: tuple[int, int]) -> list[tuple[np.ndarray, list[int]]]:
+    n, seed = chunk
+    return make_lines(_DRAWING["digits"], _DRAWING["labels"], n, seed, _DRAWING["lcfg"])
+
+
+def draw_lines(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, lcfg: LineReaderConfig,
+               log: Callable[[str], None] | None = None) -> list[tuple[np.ndarray, list[int]]]:
+    """make_lines over lcfg.workers processes, in chunks of 500 images (each chunk its own seed)."""
+    chunks = [(min(500, n - i), seed * 1_000_003 + i) for i in range(0, n, 500)]
+    out: list[tuple[np.ndarray, list[int]]] = []
+    started = time.perf_counter()
+    pool = None
+    if lcfg.workers == 1:
+        parts = (make_lines(digits, labels, m, s, lcfg) for m, s in chunks)
+    else:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(lcfg.workers, _start_drawing, (digits, labels, lcfg))
+        parts = pool.imap(_draw, chunks)
+    try:
+        for k, part in enumerate(parts):
+            out += part
+            if log:
+                log(f"  {min(n, (k + 1) * 500)}/{n} images, {len(out)} lines, {time.perf_counter() - started:.0f} s")
+    finally:
+        if pool is not None:
+            pool.close()
+    return out
+
+
+def _batches(lines: list[tuple[np.ndarray, list[int]]], size: int, rng: np.random.Generator | None,
+             ) -> list[list[int]]:
+    """Indices in batches of similar widths (little padding), in random order when rng is given."""
+    order = rng.permutation(len(lines)) if rng is not None else np.arange(len(lines))
+    out = []
+    for i in range(0, len(order), size * 50):
+        group = sorted(order[i:i + size * 50], key=lambda j: lines[j][0].shape[1])
+        out += [group[k:k + size] for k in range(0, len(group), size)]
+    if rng is not None:
+        rng.shuffle(out)
+    return out
+
+
+def _loss(model: nn.Module, lines: list[tuple[np.ndarray, list[int]]], idx: list[int]) -> torch.Tensor:
+    x = batch([lines[j][0] for j in idx])
+    logp = model(x)
+    frames = torch.tensor([math.ceil(lines[j][0].shape[1] / STRIDE) for j in idx], dtype=torch.long)
+    targets = torch.tensor([c for j in idx for c in lines[j][1]], dtype=torch.long)
+    lengths = torch.tensor([len(lines[j][1]) for j in idx], dtype=torch.long)
+    return F.ctc_loss(logp, targets, frames, lengths, blank=logp.shape[2] - 1, zero_infinity=True)
+
+
+def accuracy(model: nn.Module, lines: list[tuple[np.ndarray, list[int]]], size: int = 64) -> float:
+    """Share of lines read exactly right (best path decoding)."""
+    model.eval()
+    right = 0
+    with torch.inference_mode():
+        for idx in _batches(lines, size, None):
+            logp = model(batch([lines[j][0] for j in idx]))
+            for i, j in enumerate(idx):
+                t = math.ceil(lines[j][0].shape[1] / STRIDE)
+                right += greedy(logp[:t, i].numpy())[0] == lines[j][1]
+    return right / max(1, len(lines))
+
+
+def fit_line_reader(train: list[tuple[np.ndarray, list[int]]], val: list[tuple[np.ndarray, list[int]]],
+                    lcfg: LineReaderConfig, log: Callable[[str], None] = print,
+                    progress: bool = True) -> tuple[LineReaderNet, dict[str, Any]]:
+    """Train a LineReaderNet with CTC (Adam, one-cycle) -> (model in eval mode, metrics)."""
+    from tqdm import tqdm
+
+    torch.manual_seed(lcfg.seed)
+    rng = np.random.default_rng(lcfg.seed)
+    model = LineReaderNet(10, lcfg.width, lcfg.hidden)
+    steps = len(_batches(train, lcfg.batch_size, None))
+    opt = torch.optim.Adam(model.parameters(), lr=lcfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lcfg.lr, total_steps=steps * lcfg.epochs, pct_start=0.15)
+    history = []
+    for epoch in range(lcfg.epochs):
+        model.train()
+        started, total = time.perf_counter(), 0.0
+        for idx in tqdm(_batches(train, lcfg.batch_size, rng), desc=f"epoch {epoch + 1}/{lcfg.epochs}",
+                        disable=not progress, leave=False):
+            loss = _loss(model, train, idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            total += loss.item()
+        acc = accuracy(model, val)
+        history.append({"epoch": epoch + 1, "loss": total / steps, "val_line_accuracy": acc,
+                        "seconds": time.perf_counter() - started})
+        log(f"epoch {epoch + 1}: loss {total / steps:.4f}, val lines read exactly {acc:.4f}, "
+            f"{time.perf_counter() - started:.0f} s")
+    return model.eval(), {"val_line_accuracy": history[-1]["val_line_accuracy"], "history": history,
+                          "train_lines": len(train), "val_lines": len(val)}
+
+
+def train_line_reader(lcfg: LineReaderConfig, out_dir: str | Path, data_dir: str | PathLike | None = None,
+                      log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Draw labelled lines from training digits, train the line reader, save it to out_dir as a digitlab
+    checkpoint (role "line-reader") and return its metrics."""
+    started = time.perf_counter()
+    torch.set_num_threads(lcfg.threads)
+    log(f"line reader config: {lcfg.to_dict()}")
+    dataset, digits, labels = synth.training_digits(lcfg.run, data_dir)
+    log(f"drawing {lcfg.images} training images from {len(labels)} {dataset} training digits ...")
+    train = draw_lines(digits, labels, lcfg.images, lcfg.seed, lcfg, log)
+    val = draw_lines(digits, labels, lcfg.val_images, lcfg.seed + 10_000, lcfg)
+    log(f"{len(train)} training lines, {len(val)} validation lines, {time.perf_counter() - started:.0f} s")
+    model, metrics = fit_line_reader(train, val, lcfg, log)
+    metrics["seconds"] = time.perf_counter() - started
+    save_line_reader(out_dir, model, lcfg, metrics, dataset)
+    log(f"line reader saved to {out_dir}: val lines read exactly {metrics['val_line_accuracy']:.4f}, "
+        f"{metrics['seconds']:.0f} s")
+    return metrics
+
+
+def save_line_reader(out_dir: str | Path, model: LineReaderNet, lcfg: LineReaderConfig, metrics: dict[str, Any],
+                     dataset: str) -> None:
+    from digitlab.data import get_spec
+
+    meta = {"model": "line-reader", "model_args": {"num_classes": 10, "width": lcfg.width, "hidden": lcfg.hidden},
+            "role": ROLE, "dataset": dataset, "classes": list(get_spec(dataset).classes),
+            "line_height": LINE_HEIGHT, "digit_height": DIGIT_HEIGHT, "stride": STRIDE,
+            "config": lcfg.to_dict(), "metrics": metrics}
+    save_checkpoint(out_dir, model, meta)
+
+
+def load_line_reader(path: str | PathLike | Checkpoint) -> Checkpoint:
+    """A line reader checkpoint (or one already loaded); anything else fails with a ReadError."""
+    def build(name: str, **kw: Any) -> LineReaderNet:
+        if name != "line-reader":
+            raise ReadError(f"{path}: not a line reader checkpoint (make one with `digitlab train-line-reader`)")
+        return LineReaderNet(**kw)
+
+    ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(Path(path), build=build)
+    if ckpt.meta.get("role") != ROLE:
+        raise ReadError(f"{path}: not a line reader checkpoint (make one with `digitlab train-line-reader`)")
+    return ckpt
+
+
+def beside(model: str | PathLike) -> Path | None:
+    """The line reader kept in a model's run folder (RUN/line-reader), where `read` looks when none is
+    named; None when there is none."""
+    folder = Path(model) / "line-reader"
+    return folder if folder.is_dir() else None
