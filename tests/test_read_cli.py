@@ -181,6 +181,11 @@ def test_train_line_reader_then_read_and_eval_with_it(cli, read_model, files, sh
     code, _, err = cli("eval-read", files["2024"].parent, "--model", run)
     assert code == 2 and "not a line reader" in err
     code, stdout, _ = cli("read", files["2024"], "--model", run, "--line-reader", "none")
-    assert code == 0 and "2024" in stdout
+    assert code == 0 and f"{files['2024']}: 2024 " in stdout
     code, _, err = cli("train-line-reader", out, "--set", "epoch=3")
     assert code == 2 and "did you mean 'epochs'" in err
+    # A line reader of another script is not used, and `read` says so
+    (out / "model.json").write_text(json.dumps({**meta, "dataset": "kannada-mnist"}))
+    code, stdout, err = cli("read", files["2024"], "--model", run, "--line-reader", out)
+    assert code == 0 and f"{files['2024']}: 2024 " in stdout
+    assert "learnt kannada-mnist digits" in err and "not used" in err

@@ -80,6 +80,9 @@ def cmd_read(args: argparse.Namespace) -> None:
     cfg = _read_config(args)
     checker, second = _verifier(args), _line_reader(args)
     _warn_calibration(ckpt)
+    if second is not None and second.meta.get("dataset") != ckpt.meta.get("dataset"):
+        print(f"digitlab: note: the line reader learnt {second.meta.get('dataset')} digits, the model "
+              f"{ckpt.meta.get('dataset')}: it is not used", file=sys.stderr)
     out = []
     for image in args.images:
         reading = read(image, ckpt, cfg, checker, second)

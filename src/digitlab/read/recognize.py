@@ -282,7 +282,8 @@ def read(image: Any, checkpoint: str | PathLike | Checkpoint, config: ReadConfig
 def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | None = None,
               verifier: Checkpoint | None = None, line_reader: Checkpoint | None = None) -> Reading:
     """Segment a prepared page, score every candidate digit in one model call (and one verifier call),
-    pick each line's best reading, and reject what is not convincingly a digit."""
+    pick each line's best reading, and reject what is not convincingly a digit; with a line reader of the
+    model's dataset, read every line once more (one call) and let arbitrate settle each line."""
     started = time.perf_counter() if started is None else started
     h = page.text_height
     lay = segment.layout(page, cfg)
@@ -317,7 +318,8 @@ def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | No
     second: dict[int, tuple[linereader.LineImage, torch.Tensor]] = {}
     if line_reader is not None and line_reader.meta.get("dataset") == ckpt.meta.get("dataset"):
         images = {k: li for k in range(len(lay.lines)) if (li := linereader.line_image(page, lay, k)) is not None}
-        second = dict(zip(images, zip(images.values(), linereader.read_lines(line_reader, list(images.values())))))
+        logps = linereader.read_lines(line_reader, list(images.values()))  # all lines in one call
+        second = {k: (li, logp) for (k, li), logp in zip(images.items(), logps)}
 
     lines: list[list[DigitReading]] = []
     ignored = [Ignored(page.to_original(m.box), m.reason) for m in lay.marks]
