@@ -53,11 +53,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                               description="Draw synthetic strings from MNIST *train* digits, crop them as `read` "
                                           "does, label each crop by the ink it holds (one whole digit or not) "
                                           "and train an 11-class checkpoint on the crops.")
-    p.add_argument("out", help="folder for the verifier checkpoint")
-    p.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"), help="datasets folder (holds mnist/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a field of digitlab.read.verifier.VerifierConfig (repeatable), "
-                        "e.g. --set images=500 --set epochs=2")
+    _add_training_options(p, "verifier", "digitlab.read.verifier.VerifierConfig", "images=500 --set epochs=2")
     p.set_defaults(func=cmd_train_verifier)
 
     p = subparsers.add_parser("train-line-reader", help="train the line reader that reads a whole line of digits "
@@ -65,11 +61,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                               description="Draw synthetic strings from MNIST *train* digits (or a run's own, "
                                           "--set run=RUN), find their lines as `read` does and train a "
                                           "CNN + BiLSTM with CTC on the line images.")
-    p.add_argument("out", help="folder for the line reader checkpoint")
-    p.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"), help="datasets folder (holds mnist/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a field of digitlab.read.linereader.LineReaderConfig (repeatable), "
-                        "e.g. --set images=2000 --set epochs=4")
+    _add_training_options(p, "line reader", "digitlab.read.linereader.LineReaderConfig",
+                          "images=2000 --set epochs=4")
     p.set_defaults(func=cmd_train_line_reader)
 
 
@@ -135,6 +128,15 @@ def cmd_train_line_reader(args: argparse.Namespace) -> None:
     from digitlab.read.linereader import LineReaderConfig, train_line_reader
 
     train_line_reader(LineReaderConfig.from_dict(_pairs(args.overrides)), args.out, args.data_dir)
+
+
+def _add_training_options(p: argparse.ArgumentParser, what: str, config: str, example: str) -> None:
+    """OUT, --data-dir and --set of a command that trains one of the reader's helpers (`what`), whose
+    settings are the fields of `config`."""
+    p.add_argument("out", help=f"folder for the {what} checkpoint")
+    p.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"), help="datasets folder (holds mnist/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help=f"override a field of {config} (repeatable), e.g. --set {example}")
 
 
 def _add_model_option(p: argparse.ArgumentParser) -> None:

@@ -144,6 +144,11 @@ def line_image(page: Page, lay: segment.Layout, k: int) -> LineImage | None:
                      y0=rows.start - top / scale)
 
 
+def frames(width: int) -> int:
+    """Output frames of a line image `width` pixels wide (the model's stride, padding dropped)."""
+    return math.ceil(width / STRIDE)
+
+
 def batch(images: list[np.ndarray]) -> torch.Tensor:
     """Line images of any widths -> (N, 1, LINE_HEIGHT, W) float, zero padded on the right, W a multiple
     of STRIDE."""
@@ -208,7 +213,7 @@ def read_lines(reader: Checkpoint, images: list[LineImage]) -> list[torch.Tensor
         return []
     with torch.inference_mode():
         logp = reader.model(batch([li.image for li in images]))
-    return [logp[: math.ceil(li.image.shape[1] / STRIDE), i] for i, li in enumerate(images)]
+    return [logp[: frames(li.image.shape[1]), i] for i, li in enumerate(images)]
 
 
 def decode(logp: torch.Tensor, classes: list[str]) -> LineText:
@@ -217,11 +222,11 @@ def decode(logp: torch.Tensor, classes: list[str]) -> LineText:
                     logp=float(sequence_logp(logp, [labels])[0]) if labels else float(logp[:, -1].sum()))
 
 
-def frame_box(li: LineImage, frames: tuple[int, int], page: Page, lay: segment.Layout, k: int,
+def frame_box(li: LineImage, span: tuple[int, int], page: Page, lay: segment.Layout, k: int,
               ) -> tuple[int, int, int, int]:
-    """Work coordinates (x, y, w, h) of the line's ink under output frames [start, end)."""
-    xa = li.x0 + frames[0] * STRIDE / li.scale
-    xb = li.x0 + frames[1] * STRIDE / li.scale
+    """Work coordinates (x, y, w, h) of the line's ink under output frames span = [start, end)."""
+    xa = li.x0 + span[0] * STRIDE / li.scale
+    xb = li.x0 + span[1] * STRIDE / li.scale
     x0, x1 = max(0, int(math.floor(xa))), min(page.mask.shape[1], int(math.ceil(xb)))
     line = lay.lines[k]
     top = int(min(p.box[1] for p in line.pieces))
@@ -325,10 +330,10 @@ def _batches(lines: list[tuple[np.ndarray, list[int]]], size: int, rng: np.rando
 def _loss(model: nn.Module, lines: list[tuple[np.ndarray, list[int]]], idx: list[int]) -> torch.Tensor:
     x = batch([lines[j][0] for j in idx])
     logp = model(x)
-    frames = torch.tensor([math.ceil(lines[j][0].shape[1] / STRIDE) for j in idx], dtype=torch.long)
+    steps = torch.tensor([frames(lines[j][0].shape[1]) for j in idx], dtype=torch.long)
     targets = torch.tensor([c for j in idx for c in lines[j][1]], dtype=torch.long)
     lengths = torch.tensor([len(lines[j][1]) for j in idx], dtype=torch.long)
-    return F.ctc_loss(logp, targets, frames, lengths, blank=logp.shape[2] - 1, zero_infinity=True)
+    return F.ctc_loss(logp, targets, steps, lengths, blank=logp.shape[2] - 1, zero_infinity=True)
 
 
 def accuracy(model: nn.Module, lines: list[tuple[np.ndarray, list[int]]], size: int = 64) -> float:
@@ -339,8 +344,7 @@ def accuracy(model: nn.Module, lines: list[tuple[np.ndarray, list[int]]], size: 
         for idx in _batches(lines, size, None):
             logp = model(batch([lines[j][0] for j in idx]))
             for i, j in enumerate(idx):
-                t = math.ceil(lines[j][0].shape[1] / STRIDE)
-                right += greedy(logp[:t, i].numpy())[0] == lines[j][1]
+                right += greedy(logp[:frames(lines[j][0].shape[1]), i].numpy())[0] == lines[j][1]
     return right / max(1, len(lines))
 
 
