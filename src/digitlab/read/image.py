@@ -277,12 +277,23 @@ def text_height(mask: np.ndarray, min_height: int) -> float:
         return float(min_height)
     hs, ws, areas = stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_AREA]
     keep = (hs >= min_height / 2) & (ws < 4 * np.maximum(hs, min_height))  # no leftover lines
+    # A grid of boxes whose sides binarize into dashes is one component round the digits: what holds
+    # two or more of the others is no digit, and no text at all
+    x, y = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
+    cx, cy = x + ws / 2, y + hs / 2
+    k = np.flatnonzero(keep)
+    inside = (cx[None, k] > x[k, None]) & (cx[None, k] < (x + ws)[k, None]) \
+        & (cy[None, k] > y[k, None]) & (cy[None, k] < (y + hs)[k, None])
+    np.fill_diagonal(inside, False)
+    container = np.zeros_like(keep)
+    container[k] = inside.sum(1) >= 2
+    keep &= ~container
     # Thin tall sticks may be the sides of form boxes (found only once h is known): they vote only
     # when little else does (a string of 1s)
     sticks = hs > 5 * ws
     if areas[keep & ~sticks].sum() > 0.3 * areas[keep].sum():
         keep &= ~sticks
-    big = areas >= (min_height / 2) ** 2 / 4  # ignore specks when judging how much ink voted
+    big = (areas >= (min_height / 2) ** 2 / 4) & ~container  # ignore specks when judging how much ink voted
     if areas[keep].sum() < 0.5 * areas[big].sum():
         # Most of the ink is in components too wide to be digits (digits strung on a ruling line that
         # was not removed): measure the text lines' bands in the row profile instead
@@ -485,19 +496,22 @@ def remove_boxes(mask: np.ndarray, cfg: ReadConfig, h: float, sw: float) -> np.n
         return none
     thin_y = mask & (1 - cv2.morphologyEx(mask, cv2.MORPH_OPEN, rect(cv2.MORPH_RECT, (1, k))))
     horiz = _horizontal_runs(thin_y, cfg.box_side * h, k, gap)
+    # A faint side binarizes into dashes: its pieces are judged together, joined across the gaps
+    joined_v = cv2.morphologyEx(vert, cv2.MORPH_CLOSE, rect(cv2.MORPH_RECT, (1, 2 * gap + 1)))
+    joined_h = cv2.morphologyEx(horiz, cv2.MORPH_CLOSE, rect(cv2.MORPH_RECT, (2 * gap + 1, 1)))
     # A box's sides meet at its corners: a vertical one meets horizontal ones at both ends (the stem of
     # a 7 meets its bar only at the top, a thin 1 nothing)
     r = max(3, int(round(sw))) | 1
-    near = cv2.dilate(horiz, np.ones((r, r), np.uint8)) > 0
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(vert, connectivity=8)
+    near = cv2.dilate(joined_h, np.ones((r, r), np.uint8)) > 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined_v, connectivity=8)
     keep = np.zeros(n, bool)
     for i in range(1, n):
         x, y, w, hh = (int(v) for v in stats[i, :4])
         keep[i] = near[y:y + r, x:x + w].any() and near[y + hh - r:y + hh, x:x + w].any()
     if keep.sum() < cfg.box_min_sides:
         return none
-    sides = keep[labels].astype(np.uint8)
-    return sides | _touching(horiz, cv2.dilate(sides, np.ones((r, r), np.uint8)))
+    sides = keep[labels].astype(np.uint8) & vert
+    return sides | (_touching(joined_h, cv2.dilate(sides, np.ones((r, r), np.uint8))) & horiz)
 
 
 def _touching(a: np.ndarray, b: np.ndarray) -> np.ndarray:
