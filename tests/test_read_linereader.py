@@ -1,5 +1,7 @@
 """digitlab.read.linereader: line images, CTC decoding, the second opinion per line, training and loading."""
 
+import dataclasses
+import json
 import math
 
 import numpy as np
@@ -148,6 +150,20 @@ def test_a_briefly_trained_line_reader_saves_loads_and_reads(shared_data_dir, tm
     assert read(string_image(digits, "42"), ckpt, line_reader=tmp_path / "lr").digits  # the pipeline runs
     with pytest.raises(ReadError, match="not a line reader"):
         linereader.load_line_reader(run)
+
+    # Trained further from those weights: its size comes from the checkpoint, and with a vanishing
+    # learning rate the weights stay where they started
+    more = dataclasses.replace(lcfg, width=48, lr=1e-12, init=str(tmp_path / "lr"))
+    linereader.train_line_reader(more, tmp_path / "more", shared_data_dir, log=lambda s: None)
+    again = linereader.load_line_reader(tmp_path / "more")
+    assert again.meta["config"]["width"] == 16 and again.meta["config"]["init"] == str(tmp_path / "lr")
+    for name, w in again.model.state_dict().items():
+        if name.endswith("weight"):
+            torch.testing.assert_close(w, reader.model.state_dict()[name])
+    meta = json.loads((tmp_path / "lr" / "model.json").read_text())
+    (tmp_path / "lr" / "model.json").write_text(json.dumps({**meta, "dataset": "kannada-mnist"}))
+    with pytest.raises(ConfigError, match="kannada-mnist"):
+        linereader.train_line_reader(more, tmp_path / "other", shared_data_dir, log=lambda s: None)
 
 
 def test_line_reader_config_rejects_bad_values():

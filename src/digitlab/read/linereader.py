@@ -89,6 +89,8 @@ class LineReaderConfig:
     seed: int = 0
     threads: int = 2  # torch threads
     workers: int = 2  # processes drawing the synthetic lines
+    init: str = ""  # start from this line reader's weights (train it further on new lines; its width and
+    # hidden are used), else from scratch
 
     def __post_init__(self) -> None:
         for name in ("images", "val_images", "epochs", "batch_size", "width", "hidden", "workers"):
@@ -349,14 +351,15 @@ def accuracy(model: nn.Module, lines: list[tuple[np.ndarray, list[int]]], size: 
 
 
 def fit_line_reader(train: list[tuple[np.ndarray, list[int]]], val: list[tuple[np.ndarray, list[int]]],
-                    lcfg: LineReaderConfig, log: Callable[[str], None] = print,
-                    progress: bool = True) -> tuple[LineReaderNet, dict[str, Any]]:
-    """Train a LineReaderNet with CTC (Adam, one-cycle) -> (model in eval mode, metrics)."""
+                    lcfg: LineReaderConfig, log: Callable[[str], None] = print, progress: bool = True,
+                    model: LineReaderNet | None = None) -> tuple[LineReaderNet, dict[str, Any]]:
+    """Train a LineReaderNet with CTC (Adam, one-cycle) -> (model in eval mode, metrics). `model`: the
+    network to train further, else a new one."""
     from tqdm import tqdm
 
     torch.manual_seed(lcfg.seed)
     rng = np.random.default_rng(lcfg.seed)
-    model = LineReaderNet(10, lcfg.width, lcfg.hidden)
+    model = model if model is not None else LineReaderNet(10, lcfg.width, lcfg.hidden)
     steps = len(_batches(train, lcfg.batch_size, None))
     opt = torch.optim.Adam(model.parameters(), lr=lcfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lcfg.lr, total_steps=steps * lcfg.epochs, pct_start=0.15)
@@ -388,13 +391,20 @@ def train_line_reader(lcfg: LineReaderConfig, out_dir: str | Path, data_dir: str
     checkpoint (role "line-reader") and return its metrics."""
     started = time.perf_counter()
     torch.set_num_threads(lcfg.threads)
-    log(f"line reader config: {lcfg.to_dict()}")
     dataset, digits, labels = synth.training_digits(lcfg.run, data_dir)
+    start = None
+    if lcfg.init:
+        start = load_line_reader(lcfg.init)
+        if start.meta["dataset"] != dataset:
+            raise ConfigError(f"init: {lcfg.init} reads {start.meta['dataset']}, but these lines are drawn "
+                              f"from {dataset} digits")
+        lcfg = dataclasses.replace(lcfg, **{k: start.meta["model_args"][k] for k in ("width", "hidden")})
+    log(f"line reader config: {lcfg.to_dict()}")
     log(f"drawing {lcfg.images} training images from {len(labels)} {dataset} training digits ...")
     train = draw_lines(digits, labels, lcfg.images, lcfg.seed, lcfg, log)
     val = draw_lines(digits, labels, lcfg.val_images, lcfg.seed + 10_000, lcfg)
     log(f"{len(train)} training lines, {len(val)} validation lines, {time.perf_counter() - started:.0f} s")
-    model, metrics = fit_line_reader(train, val, lcfg, log)
+    model, metrics = fit_line_reader(train, val, lcfg, log, model=start.model if start is not None else None)
     metrics["seconds"] = time.perf_counter() - started
     save_line_reader(out_dir, model, lcfg, metrics, dataset)
     log(f"line reader saved to {out_dir}: val lines read exactly {metrics['val_line_accuracy']:.4f}, "
