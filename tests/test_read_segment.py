@@ -60,7 +60,22 @@ def test_a_digit_in_two_stacked_pieces_opens_no_line_of_its_own(test_digits):
     cfg = ReadConfig()
     page = prepare(img, cfg)
     assert len(segment.layout(page, cfg).lines) == 1
-    assert len(segment.layout(page, dataclasses.replace(cfg, line_seed_height=0.0)).lines) == 2
+    assert len(segment.layout(page, dataclasses.replace(cfg, line_seed_height=0.0, lone_height=0.0)).lines) == 2
+
+
+def test_a_row_of_small_marks_under_the_digits_is_no_line(test_digits):
+    """Blots in a row well below the digits: each is too big and thick for a speck or a fragment and too
+    far from the line to join it, but a line of nothing but such marks holds no digits."""
+    images, _ = test_digits
+    img = synth.render(list(images[:5]), height=40, gaps=[0.4] * 4, margin=1.0)
+    img = np.pad(img, ((0, 40), (0, 0)), constant_values=235)
+    for x in (40, 110, 180):  # about 0.6 of the digits' ink height
+        cv2.circle(img, (x, img.shape[0] - 30), 12, 25, -1)
+    cfg = ReadConfig()
+    page = prepare(img, cfg)
+    lay = segment.layout(page, cfg)
+    assert len(lay.lines) == 1 and sum("line of its own" in m.reason for m in lay.marks) == 3
+    assert len(segment.layout(page, dataclasses.replace(cfg, lone_height=0.0)).lines) == 2
 
 
 def test_a_lone_digit_in_two_stacked_pieces_is_one_line():
@@ -150,4 +165,4 @@ def test_ink_at_the_image_border_shorter_than_the_digits_is_not_read(read_model,
     reading = read(img, ckpt)
     assert reading.text == "360"
     assert any("border" in m.reason for m in reading.ignored)
-    assert read(img, ckpt, ReadConfig(border_height=0)).text != "360"  # read as a line of its own without
+    assert read(img, ckpt, ReadConfig(border_height=0, lone_height=0)).text != "360"  # a line of its own without

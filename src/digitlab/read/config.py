@@ -67,6 +67,8 @@ class ReadConfig:
     # height together) are one line of digits drawn in two pieces, one above the other
     protrude: float = 0.12  # in text heights: reaching this far above and below its line: a symbol ($)
     fragment_reach: float = 0.35  # in text heights: a fragment this far above or below a line still joins it
+    lone_height: float = 0.75  # of the median component height: a line (beside other lines) of components
+    # all shorter than this holds marks, not digits
     # segmentation
     max_digit_width: float = 1.0  # in text heights: wider single-digit candidates are penalised
     wide_penalty: float = 10.0  # log-score lost per text height of width beyond max_digit_width

@@ -140,6 +140,17 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
             members.remove(i)
             marks.append(Mark(tuple(int(v) for v in stats[i, :4]), "symbol taller than the digits ($, brackets)"))
 
+    # A line beside other lines whose components are all much shorter than the digits holds stray marks
+    # (a blot, a box's corner, specks in a row), not digits
+    if len(bands) > 1:
+        for members in bands:
+            if max(stats[i, 3] for i in members) < cfg.lone_height * typical:
+                marks += [Mark(tuple(int(v) for v in stats[i, :4]),
+                               "on a line of its own, much shorter than the digits") for i in members]
+                members.clear()
+        bands = [m for m in bands if m]
+        spans = [_band(stats, m) for m in bands]
+
     # Fragments belong to the line whose band they are in or next to, else they are marks
     members_of = [list(m) for m in bands]
     for i in fragments:
