@@ -153,18 +153,23 @@ def _add_model_option(p: argparse.ArgumentParser) -> None:
 
 def _verifier(args: argparse.Namespace):
     """The verifier checkpoint named by --verifier, $DIGITLAB_VERIFIER or found in the model's run folder."""
-    from digitlab.read.verifier import beside, load_verifier
+    from digitlab.read import verifier
 
-    name = args.verifier or os.environ.get(VERIFIER_ENV) or beside(_model_path(args)) or "none"
-    return None if name == "none" else load_verifier(name)
+    return _helper(args.verifier, VERIFIER_ENV, verifier.beside, verifier.load_verifier, args)
 
 
 def _line_reader(args: argparse.Namespace):
     """The line reader named by --line-reader, $DIGITLAB_LINE_READER or found in the model's run folder."""
-    from digitlab.read.linereader import beside, load_line_reader
+    from digitlab.read import linereader
 
-    name = args.line_reader or os.environ.get(LINE_READER_ENV) or beside(_model_path(args)) or "none"
-    return None if name == "none" else load_line_reader(name)
+    return _helper(args.line_reader, LINE_READER_ENV, linereader.beside, linereader.load_line_reader, args)
+
+
+def _helper(given: str | None, env: str, beside, load, args: argparse.Namespace):
+    """A helper checkpoint of the reader: the one named, else $env's, else the one beside the model (its
+    run folder's); None for 'none' or when there is none."""
+    name = given or os.environ.get(env) or beside(_model_path(args)) or "none"
+    return None if name == "none" else load(name)
 
 
 def _model_path(args: argparse.Namespace) -> str:
