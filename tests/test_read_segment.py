@@ -78,6 +78,32 @@ def test_a_row_of_small_marks_under_the_digits_is_no_line(test_digits):
     assert len(segment.layout(page, dataclasses.replace(cfg, lone_height=0.0)).lines) == 2
 
 
+def test_a_digit_drawn_larger_than_its_neighbours_is_no_symbol(test_digits):
+    """An 8 taller than the digits beside it sticks out of the line above and below, as the bar
+    of a $ does; but what sticks out is its loops, wider than a bar, so it stays a digit of the line."""
+    images, labels = test_digits
+    img = synth.render([images[labels == c][0] for c in (3, 2, 4, 7, 0)], height=40, gaps=[0.4, 2.6, 0.4, 0.4],
+                       margin=1.0)
+    eight = synth.render([images[labels == 8][0]], height=40)
+    ys, xs = np.nonzero(eight < 128)
+    rows = np.flatnonzero((img < 128).any(1))
+    tall = 1.4 * (rows[-1] - rows[0] + 1)  # its ink 1.4 times as tall as the line's
+    eight = eight[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    eight = cv2.resize(eight, None, fx=tall / eight.shape[0], fy=tall / eight.shape[0], interpolation=cv2.INTER_CUBIC)
+    cols = np.flatnonzero((img < 128).any(0))
+    gap = cols[np.argmax(np.diff(cols))], cols[np.argmax(np.diff(cols)) + 1]  # between the 2 and the 4
+    y = (rows[0] + rows[-1] - eight.shape[0]) // 2
+    x = (gap[0] + gap[1] - eight.shape[1]) // 2
+    img[y:y + eight.shape[0], x:x + eight.shape[1]] = eight
+    cfg = ReadConfig()
+    page = prepare(img, cfg)
+    lay = segment.layout(page, cfg)
+    assert not any(m.reason.startswith("symbol") for m in lay.marks)
+    assert len(lay.lines) == 1 and len({p.label for p in lay.lines[0].pieces}) == 6
+    wide = segment.layout(page, dataclasses.replace(cfg, bar_width=1000.0))  # any width passes for a bar
+    assert sum(m.reason.startswith("symbol") for m in wide.marks) == 1
+
+
 def test_a_lone_digit_in_two_stacked_pieces_is_one_line():
     """With nothing beside it, a digit in two pieces one above the other (a Kannada 7) still reads as
     one line: lines of text leave a wider gap between them."""

@@ -129,14 +129,16 @@ def layout(page: Page, cfg: ReadConfig) -> Layout:
     bands = _merge_stacked(bands, stats, cfg.stack_gap)
     spans = [_band(stats, m) for m in bands]
 
-    # A symbol sticking out of its line both above and below (the bar of a $) is no digit: digits
-    # share the line's top and baseline
+    # A symbol sticking out of its line both above and below by a bar (the bar of a $) is no digit: digits
+    # share the line's top and baseline. A digit drawn larger than its neighbours sticks out too, but
+    # wide (the loops of an 8), as does one with a ruling line's residue on its foot (wide above)
     for k, members in enumerate(bands):
         if len(members) < 3:
             continue
         bt, bb = spans[k]
         for i in [i for i in members if stats[i, 1] < bt - cfg.protrude * h
-                  and stats[i, 1] + stats[i, 3] > bb + cfg.protrude * h]:
+                  and stats[i, 1] + stats[i, 3] > bb + cfg.protrude * h
+                  and _bars(labels, stats, i, bt, bb, cfg.bar_width * sw)]:
             members.remove(i)
             marks.append(Mark(tuple(int(v) for v in stats[i, :4]), "symbol taller than the digits ($, brackets)"))
 
@@ -220,6 +222,18 @@ def _nearest_band(spans: list[tuple[float, float]], cy: float, reach: float) -> 
     its middle nearest; None when none does."""
     near = [(abs(cy - (bt + bb) / 2), k) for k, (bt, bb) in enumerate(spans) if bt - reach <= cy <= bb + reach]
     return min(near)[1] if near else None
+
+
+def _bars(labels: np.ndarray, stats: np.ndarray, i: int, top: float, bottom: float, width: float) -> bool:
+    """Whether component i's ink above row `top` and below row `bottom` is at most `width` pixels wide at
+    both ends (a bar through a symbol, not the loops of a digit)."""
+    x, y, w, hh = (int(v) for v in stats[i, :4])
+    mine = labels[y:y + hh, x:x + w] == i
+    for part in (mine[:max(0, int(top) - y)], mine[max(0, int(np.ceil(bottom)) - y):]):
+        cols = np.flatnonzero(part.any(0))
+        if cols.size and cols[-1] - cols[0] + 1 > width:
+            return False
+    return True
 
 
 def _band(stats: np.ndarray, members: list[int]) -> tuple[float, float]:
