@@ -99,6 +99,21 @@ def test_a_shape_that_is_no_digit_is_rejected_with_a_reason(read_model, digits):
     assert reading.digits[-1].rejected and reading.confidence == 0.0
 
 
+def test_a_line_of_nothing_but_rejected_marks_is_set_aside(read_model, digits):
+    """Two blots as tall as the digits under a line of digits: each is rejected, and a line of nothing
+    but rejected crops, beside a line that reads, is ignored ink (kept as '? ?' on request)."""
+    ckpt, _ = read_model
+    img = string_image(digits, "3851")
+    img = np.pad(img, ((0, 80), (0, 0)), constant_values=235)
+    for x in (30, 110):
+        img[-70:-10, x:x + 55] = 25  # filled squares: blots, not digits
+    reading = read(img, ckpt)
+    assert reading.line_texts == ["3851"] and [d.line for d in reading.digits] == [0] * 4
+    assert sum("nothing but unreadable" in i.reason for i in reading.ignored) == 2
+    kept = read(img, ckpt, ReadConfig(keep_unread_lines=True))
+    assert kept.line_texts == ["3851", "??"]
+
+
 def test_files_arrays_and_pil_images_read_alike(read_model, digits, tmp_path):
     ckpt, run = read_model
     img = string_image(digits, "907")

@@ -131,6 +131,9 @@ class ReadConfig:
     reject_width: float = 1.5  # in heights: a wider crop that looks unlike a digit is '?' (unsplit pair)
     max_fill: float = 0.8  # a crop whose ink fills more of its box is a blot, '?'
     reject_logit: float = 0.15  # a top logit under this fraction of the typical digit's: not a digit, '?'
+    # A line of nothing but rejected crops beside lines that read is marks (dark blots of paper texture,
+    # box remains), set aside with the other ignored ink; True keeps it as a line of '?'
+    keep_unread_lines: bool = False
     batch_size: int = 256  # crops per model call
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ confidence is a calibrated probability and a string's confidence is the product 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -256,6 +257,19 @@ def arbitrate(digits: list[DigitReading], li: linereader.LineImage, logp: torch.
     return digits
 
 
+def without_unread_lines(lines: list[list[DigitReading]], ignored: list[Ignored],
+                         ) -> tuple[list[list[DigitReading]], list[Ignored]]:
+    """Lines of nothing but rejected crops, where other lines read, moved to the ignored ink (the lines
+    left renumbered): digits seldom all fail together, dark blots of paper texture and box remains do."""
+    if all(all(d.rejected for d in line) for line in lines):
+        return lines, ignored
+    kept = [line for line in lines if not all(d.rejected for d in line)]
+    dropped = [Ignored(d.box, "a line of nothing but unreadable marks, beside lines that read")
+               for line in lines if all(d.rejected for d in line) for d in line]
+    kept = [[dataclasses.replace(d, line=k) for d in line] for k, line in enumerate(kept)]
+    return kept, ignored + dropped
+
+
 def as_checkpoint(checkpoint: str | PathLike | Checkpoint) -> Checkpoint:
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(Path(checkpoint))
 
@@ -349,5 +363,7 @@ def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | No
             digits = arbitrate(digits, *second[k], page, lay, k, classes, cfg)
         if digits:
             lines.append(digits)
+    if not cfg.keep_unread_lines:
+        lines, ignored = without_unread_lines(lines, ignored)
     return Reading(source=page.source, size=page.size, lines=lines, ignored=ignored, temperature=temperature,
                    seconds=time.perf_counter() - started, page=page)
