@@ -91,9 +91,12 @@ def test_the_line_reader_reads_a_pair_that_no_cut_separates(read_model, test_dig
     assert reading.text == "341"
     xs = [d.box[0] for d in reading.digits]
     assert xs == sorted(xs) and all(d.confidence > 0.9 and d.crop.shape == (28, 28) for d in reading.digits)
-    # Within the margin the segmenter's reading stands
-    assert read(img, ckpt, ReadConfig(cut_max_runs=0, force_width=99.0, line_margin=1e6),
+    # Within the margin the segmenter's reading stands (the margin for a different number of digits)
+    assert len(alone.text) != 3
+    assert read(img, ckpt, ReadConfig(cut_max_runs=0, force_width=99.0, line_margin_count=1e6),
                 line_reader=fake).text == alone.text
+    assert read(img, ckpt, ReadConfig(cut_max_runs=0, force_width=99.0, line_margin=1e6),
+                line_reader=fake).text == "341"
 
 
 def test_the_segmenters_reading_stands_when_the_line_reader_agrees_or_is_unsure(read_model, test_digits, stand_in):
@@ -122,7 +125,7 @@ def test_a_rejected_digit_takes_the_line_readers_reading_when_the_rest_agrees(re
     strict = read(img, ckpt, ReadConfig(reject_below=0.95), line_reader=fake)
     assert strict.text == "3859"
     says[0] = "385"  # a different length: no filling in, and no override within the margin
-    assert "?" in read(img, ckpt, ReadConfig(reject_below=0.99999, line_margin=1e6), line_reader=fake).text
+    assert "?" in read(img, ckpt, ReadConfig(reject_below=0.99999, line_margin_count=1e6), line_reader=fake).text
 
 
 def test_a_line_reader_of_another_dataset_is_not_asked(read_model, test_digits, stand_in):

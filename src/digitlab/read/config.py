@@ -125,6 +125,10 @@ class ReadConfig:
     # and the line reader's string is at least line_accept likely. Hard tuning seeds 12/13 (150 each):
     # 51.7% without a line reader; 76.3% at margin 0 and 1, 76.7% at 2, 75.3% at 4
     line_margin: float = 2.0
+    # ... and by line_margin_count nats when the two find different numbers of digits: on hard tuning
+    # seeds 12-15 (600 images), of the lines where they did and the line reader found its string 2-3 nats
+    # more likely, the segmenter was right in 3 and the line reader in none (a stroke read as an extra 1)
+    line_margin_count: float = 3.0
     line_accept: float = 0.9
     # recognition
     reject_below: float = 0.5  # calibrated confidence under which a digit is reported as '?'

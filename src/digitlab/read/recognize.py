@@ -238,7 +238,8 @@ def arbitrate(digits: list[DigitReading], li: linereader.LineImage, logp: torch.
               lay: segment.Layout, k: int, classes: list[str], cfg: ReadConfig) -> list[DigitReading]:
     """Line k as the segmenter read it (digits), or as the line reader reads it (logp: its (T, C+1)
     log-probabilities for the line image li): the line reader's string when it finds it cfg.line_margin
-    nats more likely than the segmenter's (log p under CTC); where the two agree on every digit the
+    nats more likely than the segmenter's (log p under CTC; cfg.line_margin_count when the two find
+    different numbers of digits); where the two agree on every digit the
     segmenter did not reject and the line reader's string is at least cfg.line_accept likely, the
     segmenter's rejected digits take the line reader's reading. (Multiplying the two readings' class
     probabilities digit by digit, where both find as many digits, did worse on the tuning seeds.)"""
@@ -252,7 +253,8 @@ def arbitrate(digits: list[DigitReading], li: linereader.LineImage, logp: torch.
     if agree and any(d.rejected for d in digits) and math.exp(text.logp) >= cfg.line_accept:
         read = line_digits(text, logp, li, page, lay, k, classes, digits[0].line, cfg)
         return [r if d.rejected and not r.rejected else d for d, r in zip(digits, read)]
-    if theirs != mine and text.logp - linereader.sequence_logp(logp, [mine])[0] > cfg.line_margin:
+    margin = cfg.line_margin if len(theirs) == len(mine) else cfg.line_margin_count
+    if theirs != mine and text.logp - linereader.sequence_logp(logp, [mine])[0] > margin:
         return line_digits(text, logp, li, page, lay, k, classes, digits[0].line, cfg)
     return digits
 
