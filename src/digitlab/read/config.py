@@ -66,7 +66,8 @@ class ReadConfig:
     stack_gap: float = 0.08  # two lines whose components sit over each other closer than this (of their
     # height together) are one line of digits drawn in two pieces, one above the other
     protrude: float = 0.12  # in text heights: reaching this far above and below its line: a symbol ($)
-    bar_width: float = 2.5  # in stroke widths: ... by parts no wider than this at both ends (its bar)
+    bar_width: float = 2.5  # in stroke widths: ... with its ink above the line's top and below its base no
+    # wider than this at either end (a bar; what a digit drawn larger than the rest holds there is wider)
     fragment_reach: float = 0.35  # in text heights: a fragment this far above or below a line still joins it
     lone_height: float = 0.75  # of the median component height: a line (beside other lines) of components
     # all shorter than this holds marks, not digits
