@@ -208,7 +208,7 @@ def test_boxes_that_touch_their_digits_or_each_other_are_removed(test_digits):
 def test_a_grid_of_boxes_does_not_pass_for_text(test_digits):
     """Three lines of boxed digits, the lines' boxes touching: one component that holds the digits,
     with a ragged outer edge and faint sides broken into dashes. It must not count as text (the text
-    height sets how far the image is shrunk), and its cells are found by their rectangular holes."""
+    height sets how far the image is shrunk), and little of it may stay in the mask."""
     images, labels = test_digits
     spec = dataclasses.replace(synth.HARD, boxes=1.0, lines=(3, 3), invert=0.0)
     ratios, strays = [], []
@@ -228,7 +228,7 @@ def test_a_grid_of_boxes_does_not_pass_for_text(test_digits):
 
 def test_digits_alone_lose_no_ink_to_the_box_search(test_digits):
     """Thin 1s, 4s and 7s have straight strokes that meet, but no box's corners; the loops of 0, 6, 8 and
-    9 are holes, but round ones."""
+    9 have no straight sides at all."""
     images, labels = test_digits
     picks = [int(np.flatnonzero(labels == c)[k]) for k in range(3) for c in (0, 1, 4, 6, 7, 8, 9)]
     page = prepare(synth.render(list(images[picks]), height=48, gaps=[0.3] * (len(picks) - 1)), UPRIGHT)

@@ -101,7 +101,7 @@ def test_a_shape_that_is_no_digit_is_rejected_with_a_reason(read_model, digits):
 
 def test_a_line_of_nothing_but_rejected_marks_is_set_aside(read_model, digits):
     """Two blots as tall as the digits under a line of digits: each is rejected, and a line of nothing
-    but rejected crops, beside a line that reads, is ignored ink (kept as '? ?' on request)."""
+    but rejected crops, beside a line that reads, is ignored ink (kept as a line '??' on request)."""
     ckpt, _ = read_model
     img = string_image(digits, "3851")
     img = np.pad(img, ((0, 80), (0, 0)), constant_values=235)

@@ -239,10 +239,10 @@ def arbitrate(digits: list[DigitReading], li: linereader.LineImage, logp: torch.
     """Line k as the segmenter read it (digits), or as the line reader reads it (logp: its (T, C+1)
     log-probabilities for the line image li): the line reader's string when it finds it cfg.line_margin
     nats more likely than the segmenter's (log p under CTC; cfg.line_margin_count when the two find
-    different numbers of digits); where the two agree on every digit the
-    segmenter did not reject and the line reader's string is at least cfg.line_accept likely, the
-    segmenter's rejected digits take the line reader's reading. (Multiplying the two readings' class
-    probabilities digit by digit, where both find as many digits, did worse on the tuning seeds.)"""
+    different numbers of digits); where the two agree on every digit the segmenter did not reject and
+    the line reader's string is at least cfg.line_accept likely, the segmenter's rejected digits take the
+    line reader's reading. (Multiplying the two readings' class probabilities digit by digit, where both
+    find as many digits, did worse on the tuning seeds.)"""
     text = linereader.decode(logp, classes)
     if not text.labels:
         return digits
@@ -263,12 +263,13 @@ def without_unread_lines(lines: list[list[DigitReading]], ignored: list[Ignored]
                          ) -> tuple[list[list[DigitReading]], list[Ignored]]:
     """Lines of nothing but rejected crops, where other lines read, moved to the ignored ink (the lines
     left renumbered): digits seldom all fail together, dark blots of paper texture and box remains do."""
-    if all(all(d.rejected for d in line) for line in lines):
+    unread = [all(d.rejected for d in line) for line in lines]
+    if all(unread):
         return lines, ignored
-    kept = [line for line in lines if not all(d.rejected for d in line)]
+    kept = [[dataclasses.replace(d, line=k) for d in line]
+            for k, line in enumerate(line for line, out in zip(lines, unread) if not out)]
     dropped = [Ignored(d.box, "a line of nothing but unreadable marks, beside lines that read")
-               for line in lines if all(d.rejected for d in line) for d in line]
-    kept = [[dataclasses.replace(d, line=k) for d in line] for k, line in enumerate(kept)]
+               for line, out in zip(lines, unread) if out for d in line]
     return kept, ignored + dropped
 
 
