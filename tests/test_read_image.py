@@ -131,6 +131,34 @@ def test_hysteresis_keeps_faint_stroke_parts(line):
     assert (otsu(page.ink, 0.12, hysteresis=1.0)[h // 2:]).sum() < (page.mask[h // 2:]).sum()
 
 
+def test_blots_of_textured_paper_are_not_ink(test_digits):
+    """Hard-variant pages (paper texture, light gradients, noise, blur, JPEG) without boxes or ruling:
+    the mask's ink lies on the digits' own strokes (synth's owner map). Without the stroke-width
+    top-hat, faint blots of texture grow onto the digits through the hysteresis."""
+    images, labels = test_digits
+    spec = dataclasses.replace(synth.HARD, boxes=0.0, ruling=0.0, invert=0.0, specks=0)
+    samples = synth.generate(images, labels, spec, 24, seed=7, owners=True)
+
+    def stray_and_kept(cfg: ReadConfig) -> tuple[np.ndarray, np.ndarray]:
+        stray, kept = [], []
+        for s in samples:
+            page = prepare(s.image, cfg)
+            own = cv2.warpPerspective((s.owner > 0).astype(np.uint8), page.to_work, page.mask.shape[::-1],
+                                      flags=cv2.INTER_NEAREST)
+            r = max(3, round(page.stroke_width) | 1)
+            near = cv2.dilate(own, np.ones((r, r), np.uint8)) > 0
+            mask = page.mask > 0
+            stray.append((mask & ~near).sum() / max(1, mask.sum()))
+            kept.append((mask & (own > 0)).sum() / max(1, own.sum()))
+        return np.array(stray), np.array(kept)
+
+    stray, kept = stray_and_kept(ReadConfig())
+    stray_without, _ = stray_and_kept(ReadConfig(stroke_scale=0))
+    # when written: stray 0.1% on average (at most 1.3%) against 0.7% (at most 6.9%); strokes kept 99%
+    assert stray.mean() < 0.5 * stray_without.mean(), (stray.mean(), stray_without.mean())
+    assert stray.max() < 0.03 and kept.mean() > 0.97, (stray.max(), kept.mean())
+
+
 def test_deskew_straightens_a_rotated_line(line):
     h, w = line.shape
     big = np.pad(line, 60, constant_values=235)

@@ -152,6 +152,9 @@ def prepare(gray: np.ndarray, cfg: ReadConfig, scale: float = 1.0, source: str =
     g = (255 - gray if dark else gray).astype(np.float32)
     ink = flatten(g, cfg.background_kernel)
     mask = otsu(ink, cfg.min_contrast, cfg.hysteresis)
+    if cfg.stroke_scale > 0:
+        ink = strokes_only(ink, cfg.stroke_scale * stroke_width(mask))
+        mask = otsu(ink, cfg.min_contrast, cfg.hysteresis)
 
     # Straighten the text lines first: ruling lines are found as straight horizontal runs
     skew = estimate_skew(mask, cfg.max_skew, cfg.skew_step, cfg.min_gain)
@@ -164,8 +167,16 @@ def prepare(gray: np.ndarray, cfg: ReadConfig, scale: float = 1.0, source: str =
     sw = stroke_width(mask)
     ruling = remove_long_lines(mask, cfg, sw) | remove_frames(mask, cfg.min_text_height)
     h = text_height(mask & (1 - ruling), cfg.min_text_height)
-    ruling |= remove_lines(mask, cfg, h, ruling)
-    ruling |= remove_boxes(mask, cfg, h, sw)
+    lines, boxes = remove_lines(mask, cfg, h, ruling), remove_boxes(mask, cfg, h, sw)
+    # Boxes that touch their digits and each other make components taller than the text, which then
+    # sets h too high to find their sides: measured again without what was found, h shrinks. (Not
+    # where long ruling lines run through the text: without them, digits strung on a line fall apart)
+    for _ in range(0 if ruling.any() else 2):
+        again = text_height(mask & (1 - (lines | boxes)), cfg.min_text_height)
+        if again > 0.75 * h:
+            break
+        h, lines, boxes = again, remove_lines(mask, cfg, again, ruling), remove_boxes(mask, cfg, again, sw)
+    ruling |= lines | boxes
     if cfg.binarization == "sauvola":
         mask = sauvola(ink, max(3, round(cfg.sauvola_window * h)), cfg.sauvola_k, cfg.min_contrast)
     mask = repair_crossings(mask, ruling, h * cfg.line_max_thickness)
@@ -191,6 +202,8 @@ def survey(gray: np.ndarray, cfg: ReadConfig) -> tuple[bool, float]:
     dark = dark_ink(small)
     ink = flatten((255 - small if dark else small).astype(np.float32), cfg.background_kernel)
     mask = otsu(ink, cfg.min_contrast, cfg.hysteresis)
+    if cfg.stroke_scale > 0:
+        mask = otsu(strokes_only(ink, cfg.stroke_scale * stroke_width(mask)), cfg.min_contrast, cfg.hysteresis)
     mask &= 1 - remove_frames(mask, max(2, round(cfg.min_text_height * f)))  # boxes are not text
     return dark, text_height(mask, max(2, round(cfg.min_text_height * f))) / f
 
@@ -228,6 +241,15 @@ def flatten(g: np.ndarray, kernel: float) -> np.ndarray:
     bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
     paper = np.maximum(255.0 - bg, 16.0)  # the paper's brightness (dark ink), or 255 minus the board's
     return np.clip((g - bg) / paper, 0.0, 1.0)
+
+
+def strokes_only(ink: np.ndarray, width: float) -> np.ndarray:
+    """The ink of strokes up to about `width` px wide (a morphological top-hat): what stands out from its
+    surroundings within that distance. Broader shading (the blots of a textured paper, a shadow) that
+    flatten's paper-wide background left behind is taken away; strokes keep their full strength."""
+    d = max(3, int(round(width)) | 1)
+    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
+    return ink - cv2.morphologyEx(ink, cv2.MORPH_OPEN, se, borderType=cv2.BORDER_REPLICATE)
 
 
 def otsu(ink: np.ndarray, min_contrast: float, hysteresis: float) -> np.ndarray:
