@@ -25,7 +25,7 @@ class ReadConfig:
     # cleaning and binarization
     denoise_min_side: int = 96  # px: a 3x3 median removes grain only in images at least this big
     background_kernel: float = 0.25  # fraction of the short side: opening that removes ink to leave the paper
-    stroke_scale: float = 3.5  # in stroke widths: only ink narrower than this counts (0: any width)
+    stroke_scale: float = 3.0  # in stroke widths: only ink narrower than this counts (0: any width)
     binarization: str = "otsu"  # "otsu": global Otsu on the flat-fielded image; "sauvola": local threshold
     sauvola_window: float = 1.5  # in text heights: Sauvola's window (must exceed the stroke width several times)
     sauvola_k: float = 0.2  # Sauvola's k: higher thresholds more strictly in low-contrast areas

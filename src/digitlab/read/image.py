@@ -246,10 +246,17 @@ def flatten(g: np.ndarray, kernel: float) -> np.ndarray:
 def strokes_only(ink: np.ndarray, width: float) -> np.ndarray:
     """The ink of strokes up to about `width` px wide (a morphological top-hat): what stands out from its
     surroundings within that distance. Broader shading (the blots of a textured paper, a shadow) that
-    flatten's paper-wide background left behind is taken away; strokes keep their full strength."""
-    d = max(3, int(round(width)) | 1)
-    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
-    return ink - cv2.morphologyEx(ink, cv2.MORPH_OPEN, se, borderType=cv2.BORDER_REPLICATE)
+    flatten's paper-wide background left behind is taken away; strokes keep their full strength.
+
+    The opening's element is an octagon `width` px across, a square grown by a diamond: both are fast
+    (separable, and repeated 3x3 steps), where a disk costs time with the square of its size."""
+    side = max(1, round(width / (1 + math.sqrt(2)))) | 1  # odd: erosion and dilation stay centred
+    steps = max(0, round((width - side) / 2))
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    rep = cv2.BORDER_REPLICATE
+    low = cv2.erode(cv2.erode(ink, square, borderType=rep), cross, iterations=steps, borderType=rep)
+    return ink - cv2.dilate(cv2.dilate(low, cross, iterations=steps, borderType=rep), square, borderType=rep)
 
 
 def otsu(ink: np.ndarray, min_contrast: float, hysteresis: float) -> np.ndarray:
