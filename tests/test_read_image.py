@@ -128,7 +128,7 @@ def test_hysteresis_keeps_faint_stroke_parts(line):
     img = img.round().astype(np.uint8)
     page = prepare(img, UPRIGHT)
     assert (page.mask[h // 2:] > 0).sum() > 0.6 * ink_mask(line)[h // 2:].sum()
-    assert (otsu(page.ink, 0.12, hysteresis=1.0)[h // 2:]).sum() < (page.mask[h // 2:]).sum()
+    assert (otsu(page.ink, UPRIGHT.min_contrast, hysteresis=1.0)[h // 2:]).sum() < (page.mask[h // 2:]).sum()
 
 
 def test_blots_of_textured_paper_are_not_ink(test_digits):

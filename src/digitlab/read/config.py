@@ -29,7 +29,7 @@ class ReadConfig:
     binarization: str = "otsu"  # "otsu": global Otsu on the flat-fielded image; "sauvola": local threshold
     sauvola_window: float = 1.5  # in text heights: Sauvola's window (must exceed the stroke width several times)
     sauvola_k: float = 0.2  # Sauvola's k: higher thresholds more strictly in low-contrast areas
-    min_contrast: float = 0.12  # fraction of the paper's light the ink must absorb to count as ink
+    min_contrast: float = 0.15  # fraction of the paper's light the ink must absorb to count as ink
     hysteresis: float = 0.5  # fainter ink down to this fraction of the threshold counts if it touches ink
     # geometry
     max_skew: float = 8.0  # degrees: text rotation searched by projection profiles
