@@ -51,6 +51,9 @@ class ReadConfig:
     box_thickness: float = 0.7  # in stroke widths: a side is thinner across than this (0: no box search)
     box_side: float = 0.5  # in text heights
     box_min_sides: int = 2  # a thin 7 has one such corner, a box two
+    # Boxes joined to their digits and to each other make components taller than the text: a text height
+    # measured again without the boxes and lines found is taken if under this fraction of the first
+    box_remeasure: float = 0.75
     # components and lines
     min_text_height: int = 8  # px: smaller text cannot be read
     speck_size: float = 0.25  # in text heights: components smaller in both directions are specks

@@ -1,5 +1,5 @@
-"""From an image file to a clean binary ink mask: loading, polarity, flat-fielding, binarization,
-deskew, ruling-line and form-box removal, slant correction.
+"""From an image file to a clean binary ink mask: loading, polarity, flat-fielding, a stroke-width
+top-hat, binarization, deskew, ruling-line and form-box removal, slant correction.
 
 Everything here is numpy + OpenCV; no model is involved. The result (``Page``) keeps the geometry
 that maps its pixels back to the original image, so boxes can be reported in the user's coordinates.
@@ -173,7 +173,7 @@ def prepare(gray: np.ndarray, cfg: ReadConfig, scale: float = 1.0, source: str =
     # where long ruling lines run through the text: without them, digits strung on a line fall apart)
     for _ in range(0 if ruling.any() else 2):
         again = text_height(mask & (1 - (lines | boxes)), cfg.min_text_height)
-        if again > 0.75 * h:
+        if again > cfg.box_remeasure * h:
             break
         h, lines, boxes = again, remove_lines(mask, cfg, again, ruling), remove_boxes(mask, cfg, again, sw)
     ruling |= lines | boxes
