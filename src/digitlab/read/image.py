@@ -150,11 +150,7 @@ def prepare(gray: np.ndarray, cfg: ReadConfig, scale: float = 1.0, source: str =
         gray = cv2.medianBlur(gray, 3)
 
     g = (255 - gray if dark else gray).astype(np.float32)
-    ink = flatten(g, cfg.background_kernel)
-    mask = otsu(ink, cfg.min_contrast, cfg.hysteresis)
-    if cfg.stroke_scale > 0:
-        ink = strokes_only(ink, cfg.stroke_scale * stroke_width(mask))
-        mask = otsu(ink, cfg.min_contrast, cfg.hysteresis)
+    ink, mask = binarize(flatten(g, cfg.background_kernel), cfg)
 
     # Straighten the text lines first: ruling lines are found as straight horizontal runs
     skew = estimate_skew(mask, cfg.max_skew, cfg.skew_step, cfg.min_gain)
@@ -170,9 +166,13 @@ def prepare(gray: np.ndarray, cfg: ReadConfig, scale: float = 1.0, source: str =
     lines, boxes = remove_lines(mask, cfg, h, ruling), remove_boxes(mask, cfg, h, sw)
     # Boxes that touch their digits and each other make components taller than the text, which then
     # sets h too high to find their sides: measured again without what was found, h shrinks. (Not
-    # where long ruling lines run through the text: without them, digits strung on a line fall apart)
+    # where long lines or whole frames were found before h: without long ruling lines, digits strung
+    # on them fall apart)
     for _ in range(0 if ruling.any() else 2):
-        again = text_height(mask & (1 - (lines | boxes)), cfg.min_text_height)
+        found = lines | boxes
+        if not found.any():  # (h would come out the same)
+            break
+        again = text_height(mask & (1 - found), cfg.min_text_height)
         if again > cfg.box_remeasure * h:
             break
         h, lines, boxes = again, remove_lines(mask, cfg, again, ruling), remove_boxes(mask, cfg, again, sw)
@@ -200,10 +200,7 @@ def survey(gray: np.ndarray, cfg: ReadConfig) -> tuple[bool, float]:
     while max(small.shape) > 512:
         small, f = cv2.pyrDown(small), f / 2
     dark = dark_ink(small)
-    ink = flatten((255 - small if dark else small).astype(np.float32), cfg.background_kernel)
-    mask = otsu(ink, cfg.min_contrast, cfg.hysteresis)
-    if cfg.stroke_scale > 0:
-        mask = otsu(strokes_only(ink, cfg.stroke_scale * stroke_width(mask)), cfg.min_contrast, cfg.hysteresis)
+    _, mask = binarize(flatten((255 - small if dark else small).astype(np.float32), cfg.background_kernel), cfg)
     mask &= 1 - remove_frames(mask, max(2, round(cfg.min_text_height * f)))  # boxes are not text
     return dark, text_height(mask, max(2, round(cfg.min_text_height * f))) / f
 
@@ -241,6 +238,16 @@ def flatten(g: np.ndarray, kernel: float) -> np.ndarray:
     bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
     paper = np.maximum(255.0 - bg, 16.0)  # the paper's brightness (dark ink), or 255 minus the board's
     return np.clip((g - bg) / paper, 0.0, 1.0)
+
+
+def binarize(ink: np.ndarray, cfg: ReadConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Flat-fielded ink -> (the ink of strokes only, its Otsu mask). A first mask measures the stroke
+    width that strokes_only needs (cfg.stroke_scale 0: the ink as it is)."""
+    mask = otsu(ink, cfg.min_contrast, cfg.hysteresis)
+    if cfg.stroke_scale > 0:
+        ink = strokes_only(ink, cfg.stroke_scale * stroke_width(mask))
+        mask = otsu(ink, cfg.min_contrast, cfg.hysteresis)
+    return ink, mask
 
 
 def strokes_only(ink: np.ndarray, width: float) -> np.ndarray:
