@@ -165,14 +165,14 @@ def prepare(gray: np.ndarray, cfg: ReadConfig, scale: float = 1.0, source: str =
     h = text_height(mask & (1 - ruling), cfg.min_text_height)
     lines, boxes = remove_lines(mask, cfg, h, ruling), remove_boxes(mask, cfg, h, sw)
     # Boxes that touch their digits and each other make components taller than the text, which then
-    # sets h too high to find their sides: measured again without what was found, h shrinks. (Not
-    # where long lines or whole frames were found before h: without long ruling lines, digits strung
-    # on them fall apart)
+    # sets h too high to find their sides: measured again without what was found, h shrinks. Only
+    # where boxes were found, and not where long lines or whole frames were found before h: digits
+    # strung on ruling lines fall apart without them (a line too short for remove_long_lines in a
+    # small image, found by remove_lines, once took a 64 px string down to h = 14)
     for _ in range(0 if ruling.any() else 2):
-        found = lines | boxes
-        if not found.any():  # (h would come out the same)
+        if not boxes.any():
             break
-        again = text_height(mask & (1 - found), cfg.min_text_height)
+        again = text_height(mask & (1 - (lines | boxes)), cfg.min_text_height)
         if again > cfg.box_remeasure * h:
             break
         h, lines, boxes = again, remove_lines(mask, cfg, again, ruling), remove_boxes(mask, cfg, again, sw)
