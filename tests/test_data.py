@@ -480,12 +480,33 @@ def test_elastic_bends_locally(batch):
     assert torch.hypot(y1 - y0, x1 - x0).max() < 2.5  # the digit stays where it was
 
 
+def test_stroke_grows_and_thins_strokes_in_place(batch):
+    """A whole step of growth is a 3x3 grayscale dilation; half a step lies between; thinning loses ink.
+    Nothing moves: the centre of mass stays within a pixel."""
+    grown = Augment._stroke(batch, torch.full((len(batch),), 1.0))
+    torch.testing.assert_close(grown, torch.nn.functional.max_pool2d(batch, 3, stride=1, padding=1))
+    half = Augment._stroke(batch, torch.full((len(batch),), 0.5))
+    torch.testing.assert_close(half, (batch + grown) / 2)
+    thinned = Augment._stroke(batch, torch.full((len(batch),), -0.5))
+    ink = batch.sum((1, 2, 3))
+    assert (thinned.sum((1, 2, 3)) < 0.85 * ink).all() and (grown.sum((1, 2, 3)) > 1.5 * ink).all()
+    for out in (half, thinned):
+        (y0, x0), (y1, x1) = centre_of_mass_t(batch), centre_of_mass_t(out)
+        assert torch.hypot(y1 - y0, x1 - x0).max() < 1.0  # (0.5 at most on these 64 digits)
+    # per sample: each keeps its own amount, none leaks into another
+    mixed = Augment._stroke(batch[:2], torch.tensor([1.0, -0.5]))
+    torch.testing.assert_close(mixed, torch.stack([grown[0], thinned[1]]))
+    out = Augment(stroke=(-0.3, 0.7))(batch, torch.Generator().manual_seed(0))
+    ratio = out.sum((1, 2, 3)) / ink
+    assert 0 <= out.min() and out.max() <= 1 and ratio.min() < 0.95 and ratio.max() > 1.2
+
+
 def test_parse_augment():
-    aug = parse_augment("rotation=10, scale=0.9:1.1,translate=0.1,shear=5,elastic=34")
-    assert aug == Augment(rotation=10, scale=(0.9, 1.1), translate=0.1, shear=5, elastic_alpha=34)
+    aug = parse_augment("rotation=10, scale=0.9:1.1,translate=0.1,shear=5,elastic=34,stroke=-0.3:0.7")
+    assert aug == Augment(rotation=10, scale=(0.9, 1.1), translate=0.1, shear=5, elastic_alpha=34, stroke=(-0.3, 0.7))
     assert parse_augment(aug.to_string()) == aug
     for bad in ("rotate=10", "rotation", "scale=0.9", "scale=1.1:0.9", "rotation=ten", "rotation=5,rotation=6",
-                "translate=-0.1"):
+                "translate=-0.1", "stroke=1", "stroke=0.5:-0.5"):
         with pytest.raises(ConfigError) as e:
             parse_augment(bad)
         one_line(e)

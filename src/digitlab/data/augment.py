@@ -1,4 +1,5 @@
-"""Batch-level augmentation on the device: one random affine + optional elastic field per sample."""
+"""Batch-level augmentation on the device: one random affine + optional elastic field and stroke-width
+change per sample."""
 
 from __future__ import annotations
 
@@ -21,16 +22,24 @@ class Augment:
     shear: float = 0.0  # degrees along x, uniform in [-shear, shear]
     elastic_alpha: float = 0.0  # 0 = off; pixels per unit of smoothed uniform noise (Simard et al. 2003: 34)
     elastic_sigma: float = 4.0  # pixels, std of the Gaussian that smooths the displacement noise
+    # pixels per side, uniform in [lo, hi]: strokes grow (> 0) or thin (< 0) by about that much, by
+    # grayscale dilation or erosion with a 3x3 square, a fraction of a step blended in. Pens, scans and
+    # binarization change stroke width, which MNIST's own writing hardly varies (its strokes are 2-3 px
+    # wide: -0.5 thins them to half)
+    stroke: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self):
-        object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
-        if len(self.scale) != 2:
-            raise ConfigError(f"augment scale must be (lo, hi), got {self.scale}")
+        for name in ("scale", "stroke"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+            if len(getattr(self, name)) != 2:
+                raise ConfigError(f"augment {name} must be (lo, hi), got {getattr(self, name)}")
         lo, hi = self.scale
         if not 0 < lo <= hi:
             raise ConfigError(f"augment scale must be 0 < lo <= hi, got {lo}:{hi}")
         if self.rotation < 0 or self.translate < 0 or self.shear < 0 or self.elastic_alpha < 0:
             raise ConfigError(f"augment rotation, translate, shear and elastic must be >= 0, got {self}")
+        if not self.stroke[0] <= self.stroke[1]:
+            raise ConfigError(f"augment stroke must be lo <= hi, got {self.stroke[0]}:{self.stroke[1]}")
         if not self.translate < 1 or not self.shear < 90:
             raise ConfigError(f"augment translate must be < 1 and shear < 90 degrees, got {self}")
         if not self.elastic_sigma > 0:
@@ -38,7 +47,8 @@ class Augment:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.rotation or self.scale != (1.0, 1.0) or self.translate or self.shear or self.elastic_alpha)
+        return bool(self.rotation or self.scale != (1.0, 1.0) or self.translate or self.shear or self.elastic_alpha
+                    or self.stroke != (0.0, 0.0))
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, C, H, W) -> same shape; areas moved in from outside the image are black (zero)."""
@@ -67,7 +77,22 @@ class Augment:
         grid = affine_grid(theta, h, w)  # (B, H, W, 2) as (x, y) in [-1, 1]
         if self.elastic_alpha:
             grid = grid + self._displacement(b, h, w, dev, generator).to(x.device)
-        return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+        x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+        return self._stroke(x, uniform(*self.stroke)) if self.stroke != (0.0, 0.0) else x
+
+    @staticmethod
+    def _stroke(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+        """Each sample's strokes grown (amount > 0) or thinned (< 0) by |amount| px per side: whole 3x3
+        dilations or erosions, then a blend towards one more for the fraction left."""
+        steps = int(amount.abs().max().ceil())
+        sign = amount.sign().view(-1, 1, 1, 1).to(x.dtype)
+        left = amount.abs().view(-1, 1, 1, 1).to(x.dtype)
+        for _ in range(steps):
+            # dilation of sign * x: a max-pool of the ink (sign +1) or of the paper (sign -1)
+            moved = sign * F.max_pool2d(sign * x, 3, stride=1, padding=1)
+            x = x + left.clamp(max=1.0) * (moved - x)
+            left = (left - 1.0).clamp(min=0.0)
+        return x
 
     def _displacement(self, b: int, h: int, w: int, dev, generator) -> torch.Tensor:
         """Smoothed random displacement field (B, H, W, 2) in grid units (Simard et al. 2003)."""
@@ -91,7 +116,7 @@ class Augment:
             if v == f.default or (f.name == "elastic_sigma" and not self.elastic_alpha):
                 continue
             key = _NAMES.get(f.name, f.name)
-            parts.append(f"{key}={v[0]:g}:{v[1]:g}" if f.name == "scale" else f"{key}={v:g}")
+            parts.append(f"{key}={v[0]:g}:{v[1]:g}" if isinstance(v, tuple) else f"{key}={v:g}")
         return ",".join(parts)
 
 
@@ -107,12 +132,15 @@ def affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 _KEYS = {"rotation": "rotation", "scale": "scale", "translate": "translate", "shear": "shear",
-         "elastic": "elastic_alpha", "elastic_alpha": "elastic_alpha", "elastic_sigma": "elastic_sigma"}
+         "elastic": "elastic_alpha", "elastic_alpha": "elastic_alpha", "elastic_sigma": "elastic_sigma",
+         "stroke": "stroke"}
 _NAMES = {"elastic_alpha": "elastic"}
+_EXAMPLES = {"scale": "scale=0.9:1.1", "stroke": "stroke=-0.3:0.7"}
 
 
 def parse_augment(s: str | None) -> Augment:
-    """'rotation=10,scale=0.9:1.1,translate=0.1,shear=5,elastic=34,elastic_sigma=4' -> Augment; '' or 'none' -> off."""
+    """'rotation=10,scale=0.9:1.1,translate=0.1,shear=5,elastic=34,elastic_sigma=4,stroke=-0.3:0.7' -> Augment;
+    '' or 'none' -> off."""
     if s is None or s.strip().lower() in ("", "none", "off"):
         return Augment()
     kwargs: dict[str, object] = {}
@@ -125,7 +153,7 @@ def parse_augment(s: str | None) -> Augment:
         if field_name in kwargs:
             raise ConfigError(f"augment key {key!r} given twice in {s!r}")
         try:
-            if field_name == "scale":
+            if field_name in _EXAMPLES:  # the ranges
                 lo, colon, hi = value.partition(":")
                 if not colon:
                     raise ValueError
@@ -133,6 +161,6 @@ def parse_augment(s: str | None) -> Augment:
             else:
                 kwargs[field_name] = float(value)
         except ValueError:
-            form = "lo:hi, e.g. scale=0.9:1.1" if field_name == "scale" else "a number"
+            form = f"lo:hi, e.g. {_EXAMPLES[field_name]}" if field_name in _EXAMPLES else "a number"
             raise ConfigError(f"augment {key}={value!r}: expected {form}") from None
     return Augment(**kwargs)
