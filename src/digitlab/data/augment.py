@@ -46,9 +46,13 @@ class Augment:
             raise ConfigError(f"augment elastic_sigma must be > 0, got {self.elastic_sigma}")
 
     @property
+    def moves(self) -> bool:
+        """Whether the affine or the elastic part is on."""
+        return bool(self.rotation or self.scale != (1.0, 1.0) or self.translate or self.shear or self.elastic_alpha)
+
+    @property
     def enabled(self) -> bool:
-        return bool(self.rotation or self.scale != (1.0, 1.0) or self.translate or self.shear or self.elastic_alpha
-                    or self.stroke != (0.0, 0.0))
+        return self.moves or self.stroke != (0.0, 0.0)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, C, H, W) -> same shape; areas moved in from outside the image are black (zero)."""
@@ -62,22 +66,23 @@ class Augment:
             u = torch.rand(b, *shape, generator=generator, device=dev)
             return (u * (hi - lo) + lo).to(x.device)
 
-        angle = uniform(-self.rotation, self.rotation) * (math.pi / 180)
-        zoom = uniform(*self.scale)
-        shear = torch.tan(uniform(-self.shear, self.shear) * (math.pi / 180))
-        shift = uniform(-self.translate, self.translate, 2) * 2  # fraction of the side -> [-1, 1] grid units
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        # Forward map p -> zoom * R @ Shear @ p + shift, as (B, 2, 2); grid_sample wants its inverse
-        fwd = zoom[:, None, None] * torch.stack([
-            torch.stack([cos, cos * shear - sin], -1),
-            torch.stack([sin, sin * shear + cos], -1),
-        ], 1)
-        inv = torch.linalg.inv(fwd)
-        theta = torch.cat([inv, -(inv @ shift[:, :, None])], 2)  # (B, 2, 3)
-        grid = affine_grid(theta, h, w)  # (B, H, W, 2) as (x, y) in [-1, 1]
-        if self.elastic_alpha:
-            grid = grid + self._displacement(b, h, w, dev, generator).to(x.device)
-        x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+        if self.moves:  # (strokes alone: no resampling)
+            angle = uniform(-self.rotation, self.rotation) * (math.pi / 180)
+            zoom = uniform(*self.scale)
+            shear = torch.tan(uniform(-self.shear, self.shear) * (math.pi / 180))
+            shift = uniform(-self.translate, self.translate, 2) * 2  # fraction of the side -> [-1, 1] grid units
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            # Forward map p -> zoom * R @ Shear @ p + shift, as (B, 2, 2); grid_sample wants its inverse
+            fwd = zoom[:, None, None] * torch.stack([
+                torch.stack([cos, cos * shear - sin], -1),
+                torch.stack([sin, sin * shear + cos], -1),
+            ], 1)
+            inv = torch.linalg.inv(fwd)
+            theta = torch.cat([inv, -(inv @ shift[:, :, None])], 2)  # (B, 2, 3)
+            grid = affine_grid(theta, h, w)  # (B, H, W, 2) as (x, y) in [-1, 1]
+            if self.elastic_alpha:
+                grid = grid + self._displacement(b, h, w, dev, generator).to(x.device)
+            x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
         return self._stroke(x, uniform(*self.stroke)) if self.stroke != (0.0, 0.0) else x
 
     @staticmethod
