@@ -51,6 +51,10 @@ class ReadConfig:
     box_thickness: float = 0.7  # in stroke widths: a side is thinner across than this (0: no box search)
     box_side: float = 0.5  # in text heights
     box_min_sides: int = 2  # a thin 7 has one such corner, a box two
+    # ... one end of a side may meet a horizontal run up to this many times thicker (a digit touching the
+    # box's top or bottom thickens it there; 0: both ends thin). Hard tuning seeds 12-19 (1,200 images):
+    # 1,086 read at 0, 1,092 at 3; fresh seeds 40-47: 1,087 and 1,088
+    box_joined: float = 3.0
     # Boxes joined to their digits and to each other make components taller than the text: a text height
     # measured again without the boxes and lines found is taken if under this fraction of the first
     box_remeasure: float = 0.75

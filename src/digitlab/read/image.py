@@ -535,19 +535,27 @@ def remove_boxes(mask: np.ndarray, cfg: ReadConfig, h: float, sw: float) -> np.n
     # A faint side binarizes into dashes: its pieces are judged together, joined across the gaps
     joined_v = cv2.morphologyEx(vert, cv2.MORPH_CLOSE, rect(cv2.MORPH_RECT, (1, 2 * gap + 1)))
     joined_h = cv2.morphologyEx(horiz, cv2.MORPH_CLOSE, rect(cv2.MORPH_RECT, (2 * gap + 1, 1)))
-    # A box's sides meet at its corners: a vertical one meets horizontal ones at both ends (the stem of
-    # a 7 meets its bar only at the top, a thin 1 nothing)
+    # A box's sides meet at its corners: a vertical one meets thin horizontal ones at both ends (the stem
+    # of a 7 meets its bar only at the top, a thin 1 nothing). A digit touching its box's top or bottom
+    # makes that side thick where they join, and the thin runs lose it: one end may meet any straight
+    # horizontal run up to box_joined times thicker than a side, if the other meets a thin one, in an
+    # image where some side meets thin ones at both ends (a thin stroke between a ruling line and a bar
+    # of a digit is no box's side)
+    joined = _horizontal_runs(mask, cfg.box_side * h, cfg.box_joined * k, gap) if cfg.box_joined else joined_h
     r = max(3, int(round(sw))) | 1
-    near = cv2.dilate(joined_h, np.ones((r, r), np.uint8)) > 0
+    square = np.ones((r, r), np.uint8)
+    thin, near = cv2.dilate(joined_h, square) > 0, cv2.dilate(joined_h | joined, square) > 0
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined_v, connectivity=8)
-    keep = np.zeros(n, bool)
+    keep, strict = np.zeros(n, bool), np.zeros(n, bool)
     for i in range(1, n):
         x, y, w, hh = (int(v) for v in stats[i, :4])
-        keep[i] = near[y:y + r, x:x + w].any() and near[y + hh - r:y + hh, x:x + w].any()
-    if keep.sum() < cfg.box_min_sides:
+        top, bottom = np.s_[y:y + r, x:x + w], np.s_[y + hh - r:y + hh, x:x + w]
+        strict[i] = thin[top].any() and thin[bottom].any()
+        keep[i] = (thin[top].any() and near[bottom].any()) or (near[top].any() and thin[bottom].any())
+    if not strict.any() or keep.sum() < cfg.box_min_sides:
         return none
     sides = keep[labels].astype(np.uint8) & vert
-    return sides | (_touching(joined_h, cv2.dilate(sides, np.ones((r, r), np.uint8))) & horiz)
+    return sides | (_touching(joined_h, cv2.dilate(sides, square)) & horiz)
 
 
 def _touching(a: np.ndarray, b: np.ndarray) -> np.ndarray:
