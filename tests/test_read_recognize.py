@@ -149,3 +149,8 @@ def test_a_blank_page_reads_nothing(read_model):
     paper = (230 + rng.normal(0, 3, (200, 300))).clip(0, 255).astype(np.uint8)
     reading = read(paper, ckpt, ReadConfig())
     assert reading.text == "" and reading.digits == [] and reading.confidence == 0.0
+    # Nothing but a few single dark pixels: no component is of a digit's size (this once failed with an
+    # IndexError while measuring the text height)
+    for y, x in ((50, 60), (120, 200), (180, 30)):
+        paper[y, x] = 0
+    assert read(paper, ckpt, ReadConfig()).digits == []

@@ -330,9 +330,10 @@ def text_height(mask: np.ndarray, min_height: int) -> float:
     if areas[keep & ~sticks].sum() > 0.3 * areas[keep].sum():
         keep &= ~sticks
     big = (areas >= (min_height / 2) ** 2 / 4) & ~container  # ignore specks when judging how much ink voted
-    if areas[keep].sum() < 0.5 * areas[big].sum():
+    if not keep.any() or areas[keep].sum() < 0.5 * areas[big].sum():
         # Most of the ink is in components too wide to be digits (digits strung on a ruling line that
-        # was not removed): measure the text lines' bands in the row profile instead
+        # was not removed), or none is of a digit's size (nothing but single-pixel specks): measure the
+        # text lines' bands in the row profile instead
         return max(float(min_height), _band_height(mask))
     hs, areas = hs[keep], areas[keep].astype(np.float64)
     order = np.argsort(hs)
