@@ -542,18 +542,25 @@ def remove_boxes(mask: np.ndarray, cfg: ReadConfig, h: float, sw: float) -> np.n
     # horizontal run up to box_joined times thicker than a side, if the other meets a thin one, in an
     # image where some side meets thin ones at both ends (a thin stroke between a ruling line and a bar
     # of a digit is no box's side)
-    joined = _horizontal_runs(mask, cfg.box_side * h, cfg.box_joined * k, gap) if cfg.box_joined else joined_h
     r = max(3, int(round(sw))) | 1
     square = np.ones((r, r), np.uint8)
-    thin, near = cv2.dilate(joined_h, square) > 0, cv2.dilate(joined_h | joined, square) > 0
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined_v, connectivity=8)
-    keep, strict = np.zeros(n, bool), np.zeros(n, bool)
-    for i in range(1, n):
-        x, y, w, hh = (int(v) for v in stats[i, :4])
-        top, bottom = np.s_[y:y + r, x:x + w], np.s_[y + hh - r:y + hh, x:x + w]
-        strict[i] = thin[top].any() and thin[bottom].any()
-        keep[i] = (thin[top].any() and near[bottom].any()) or (near[top].any() and thin[bottom].any())
-    if not strict.any() or keep.sum() < cfg.box_min_sides:
+    ends = [(np.s_[y:y + r, x:x + w], np.s_[y + hh - r:y + hh, x:x + w])
+            for x, y, w, hh in (stats[i, :4].astype(int) for i in range(1, n))]
+
+    def meets(runs: np.ndarray) -> np.ndarray:  # (sides, 2): whether each side's top and bottom meet runs
+        near = cv2.dilate(runs, square) > 0
+        return np.array([(near[top].any(), near[bottom].any()) for top, bottom in ends], bool).reshape(-1, 2)
+
+    thin = meets(joined_h)
+    if not thin.all(1).any():
+        return none
+    # (the thicker runs are searched only in an image that holds a box)
+    loose = meets(joined_h | _horizontal_runs(mask, cfg.box_side * h, cfg.box_joined * k, gap)) \
+        if cfg.box_joined else thin
+    keep = np.zeros(n, bool)
+    keep[1:] = (thin[:, 0] & loose[:, 1]) | (loose[:, 0] & thin[:, 1])
+    if keep.sum() < cfg.box_min_sides:
         return none
     sides = keep[labels].astype(np.uint8) & vert
     return sides | (_touching(joined_h, cv2.dilate(sides, square)) & horiz)
