@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.dry_run:
         args.runs = 5
-    ckpt, checker, second, images, labels = open_reader(parser, args)
+    ckpt, checker, second, images, labels = open_reader(args)
     img, truth = photo(images, labels, seed=0)
     cfg = ReadConfig()
     with tempfile.TemporaryDirectory() as tmp:

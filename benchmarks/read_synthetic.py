@@ -7,6 +7,7 @@ also broken down by the nuisances each image holds (Sample.nuisances). Prints a 
 Markdown under benchmarks/results/. ReadConfig's thresholds were tuned on other seeds (easy 11 and 21,
 hard 12 and 13), never on the reported ones.
 
+    python benchmarks/read_synthetic.py --data-dir ../shared/datasets   # the bundled MNIST reader
     python benchmarks/read_synthetic.py --checkpoint runs/lenet5-improved --data-dir ../shared/datasets
     python benchmarks/read_synthetic.py --checkpoint ... --write /tmp/synth   # also write the images
     python benchmarks/read_synthetic.py --checkpoint ... --verifier runs/verifier  # (digitlab train-verifier)
@@ -27,6 +28,7 @@ import report as report_io
 import torch
 
 from digitlab.data import load_dataset
+from digitlab.pretrained import bundled
 from digitlab.read import ReadConfig, linereader, synth, verifier
 from digitlab.read.evaluate import FAILURES, evaluate_items
 from digitlab.train import Checkpoint, load_checkpoint, predict_logits
@@ -79,7 +81,8 @@ def helper_path(given: str | None, checkpoint: str, kind: str) -> str | None:
 
 def add_reader_options(parser: argparse.ArgumentParser) -> None:
     """The options the reading benchmarks share: the checkpoint, the data and the thread count."""
-    parser.add_argument("--checkpoint", default=os.environ.get("DIGITLAB_MODEL"), help="run folder or .safetensors")
+    parser.add_argument("--checkpoint", default=os.environ.get("DIGITLAB_MODEL") or str(bundled()),
+                        help="run folder or .safetensors (default $DIGITLAB_MODEL, else the bundled MNIST reader)")
     parser.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--verifier", default=os.environ.get("DIGITLAB_VERIFIER"),
@@ -90,12 +93,9 @@ def add_reader_options(parser: argparse.ArgumentParser) -> None:
                              "else CHECKPOINT/line-reader when it exists; 'none': without one")
 
 
-def open_reader(parser: argparse.ArgumentParser, args,
-                ) -> tuple[Checkpoint, Checkpoint | None, Checkpoint | None, np.ndarray, np.ndarray]:
+def open_reader(args) -> tuple[Checkpoint, Checkpoint | None, Checkpoint | None, np.ndarray, np.ndarray]:
     """The calibrated checkpoint, the verifier and the line reader (each or None) and the MNIST *test*
     digits the synthetic images are drawn from."""
-    if not args.checkpoint:
-        parser.error("--checkpoint is required (or set $DIGITLAB_MODEL)")
     torch.set_num_threads(args.threads)
     ckpt = calibrated_checkpoint(args.checkpoint, args.data_dir)
     checker = helper_path(args.verifier, args.checkpoint, "verifier")
@@ -116,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.dry_run:
         args.n = 20
-    ckpt, checker, second, images, labels = open_reader(parser, args)
+    ckpt, checker, second, images, labels = open_reader(args)
     raw_predictions = predict_logits(ckpt.model, torch.from_numpy(images), ckpt.normalization).argmax(1).numpy()
     cfg = ReadConfig()
 

@@ -42,8 +42,9 @@ def read_model(shared_data_dir, tmp_path_factory):
     return _model(str(shared_data_dir), tmp_path_factory.getbasetemp() / "read-model")
 
 
-def sure_digits(ckpt, images: np.ndarray, labels: np.ndarray, per_class: int = 3, start: int = 0) -> dict:
-    """{class: [28x28 images]} of test digits that the model reads right with probability > 0.99 on the
+def sure_digits(ckpt, images: np.ndarray, labels: np.ndarray, per_class: int = 3, start: int = 0,
+                sure: float = 0.99) -> dict:
+    """{class: [28x28 images]} of test digits that the model reads right with probability > `sure` on the
     raw 28x28 image, so that a test of the pipeline does not hinge on the model's own mistakes."""
     from digitlab.train import predict_logits
 
@@ -52,7 +53,7 @@ def sure_digits(ckpt, images: np.ndarray, labels: np.ndarray, per_class: int = 3
     conf, pred = probs.max(1)
     out: dict[int, list[np.ndarray]] = {c: [] for c in range(10)}
     for img, label, p, c in zip(images[sl], labels[sl], pred.tolist(), conf.tolist()):
-        if p == label and c > 0.99 and len(out[int(label)]) < per_class:
+        if p == label and c > sure and len(out[int(label)]) < per_class:
             out[int(label)].append(img)
     return out
 

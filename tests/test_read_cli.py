@@ -49,12 +49,6 @@ def files(read_model, test_digits, tmp_path_factory):
     return paths
 
 
-def test_read_requires_a_model_and_says_how_to_give_one(cli, tmp_path):
-    code, out, err = cli("read", tmp_path / "x.png")
-    assert code == 2 and out == ""
-    assert err.count("\n") == 1 and "--model" in err and "$DIGITLAB_MODEL" in err
-
-
 def test_read_reports_bad_files_and_bad_options_in_one_line(cli, untrained_run, tmp_path):
     run = untrained_run
     junk = tmp_path / "junk.png"

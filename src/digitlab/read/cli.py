@@ -140,7 +140,8 @@ def _add_training_options(p: argparse.ArgumentParser, what: str, config: str, ex
 
 
 def _add_model_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="M", help=f"checkpoint: run folder or .safetensors (default ${MODEL_ENV})")
+    p.add_argument("--model", metavar="M", help=f"checkpoint: run folder or .safetensors (default ${MODEL_ENV}, "
+                                                f"else the bundled MNIST reader: digitlab.pretrained)")
     p.add_argument("--verifier", metavar="V",
                    help=f"verifier checkpoint from `digitlab train-verifier`: whole digits are told from merged "
                         f"pairs and parts of digits (default ${VERIFIER_ENV}, else M/verifier when that "
@@ -173,11 +174,10 @@ def _helper(given: str | None, env: str, beside, load, args: argparse.Namespace)
 
 
 def _model_path(args: argparse.Namespace) -> str:
-    model = args.model or os.environ.get(MODEL_ENV)
-    if not model:
-        raise ReadError(f"no model given: pass --model CHECKPOINT (a run folder or .safetensors) or set "
-                        f"${MODEL_ENV}; digitlab does not bundle a pretrained model yet")
-    return model
+    """--model, else $DIGITLAB_MODEL, else the bundled MNIST reader's run folder."""
+    from digitlab.pretrained import bundled
+
+    return args.model or os.environ.get(MODEL_ENV) or str(bundled())
 
 
 def _add_read_options(p: argparse.ArgumentParser) -> None:

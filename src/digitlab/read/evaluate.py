@@ -22,7 +22,7 @@ import numpy as np
 from digitlab.read.config import ReadConfig
 from digitlab.read.errors import ReadError
 from digitlab.read.linereader import load_line_reader
-from digitlab.read.recognize import REJECTED, Reading, as_checkpoint, read
+from digitlab.read.recognize import REJECTED, Reading, as_checkpoint, bundled_reader, read
 from digitlab.read.verifier import load_verifier
 from digitlab.train.checkpoint import Checkpoint
 
@@ -128,13 +128,16 @@ def summarize(results: list[ItemResult]) -> dict[str, Any]:
     }
 
 
-def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | PathLike | Checkpoint,
+def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | PathLike | Checkpoint | None = None,
                    config: ReadConfig | None = None, gallery: str | PathLike | None = None,
                    max_gallery: int = 60, progress: Callable[[int, ItemResult], None] | None = None,
                    verifier: str | PathLike | Checkpoint | None = None,
                    line_reader: str | PathLike | Checkpoint | None = None,
                    ) -> tuple[dict[str, Any], list[ItemResult]]:
-    """Read (name, image, truth) items and score them; failures are drawn into `gallery` as panels."""
+    """Read (name, image, truth) items and score them; failures are drawn into `gallery` as panels.
+    checkpoint None: the bundled MNIST reader, as in read()."""
+    if checkpoint is None:
+        checkpoint, verifier, line_reader = bundled_reader(verifier, line_reader)
     ckpt = as_checkpoint(checkpoint)
     checker = load_verifier(verifier) if verifier is not None else None
     second = load_line_reader(line_reader) if line_reader is not None else None
@@ -163,13 +166,15 @@ def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | Path
     return report, results
 
 
-def evaluate_folder(folder: str | PathLike, labels: str | PathLike, checkpoint: str | PathLike | Checkpoint,
-                    config: ReadConfig | None = None, out_dir: str | PathLike | None = None,
-                    limit: int = 0, progress: Callable[[int, ItemResult], None] | None = None,
+def evaluate_folder(folder: str | PathLike, labels: str | PathLike,
+                    checkpoint: str | PathLike | Checkpoint | None = None, config: ReadConfig | None = None,
+                    out_dir: str | PathLike | None = None, limit: int = 0,
+                    progress: Callable[[int, ItemResult], None] | None = None,
                     verifier: str | PathLike | Checkpoint | None = None,
                     line_reader: str | PathLike | Checkpoint | None = None) -> dict[str, Any]:
     """Read every image listed in `labels` (paths relative to `folder`) and score it. With out_dir, write
-    report.json, results.csv and failures/ (a panel per failed image, up to 60)."""
+    report.json, results.csv and failures/ (a panel per failed image, up to 60). checkpoint None: the
+    bundled MNIST reader, as in read()."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ReadError(f"{folder}: no such folder")

@@ -9,6 +9,7 @@ confidence is a calibrated probability and a string's confidence is the product 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -277,16 +278,38 @@ def as_checkpoint(checkpoint: str | PathLike | Checkpoint) -> Checkpoint:
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(Path(checkpoint))
 
 
-def read(image: Any, checkpoint: str | PathLike | Checkpoint, config: ReadConfig | None = None,
+@functools.cache
+def _bundled() -> tuple[Checkpoint, Checkpoint, Checkpoint]:
+    from digitlab.pretrained import bundled
+
+    folder = bundled()
+    return (load_checkpoint(folder), load_verifier(folder / "verifier"),
+            linereader.load_line_reader(folder / "line-reader"))
+
+
+def bundled_reader(verifier: str | PathLike | Checkpoint | None = None,
+                   line_reader: str | PathLike | Checkpoint | None = None,
+                   ) -> tuple[Checkpoint, str | PathLike | Checkpoint, str | PathLike | Checkpoint]:
+    """The bundled MNIST classifier (loaded once per process) with the given verifier and line reader,
+    else the bundled ones."""
+    model, checker, second = _bundled()
+    return model, verifier if verifier is not None else checker, line_reader if line_reader is not None else second
+
+
+def read(image: Any, checkpoint: str | PathLike | Checkpoint | None = None, config: ReadConfig | None = None,
          verifier: str | PathLike | Checkpoint | None = None,
          line_reader: str | PathLike | Checkpoint | None = None) -> Reading:
     """Read every digit string in an image: a file path (PNG, JPEG, BMP, TIFF, WebP, ...), a PIL image
-    or an array, a photo or a scan, dark ink on light paper or the reverse. verifier: a checkpoint made
-    by `digitlab train-verifier` (digitlab.read.verifier), which tells whole digits from merged pairs
-    and parts of digits; without one, the classifier's scores alone choose the segmentation. line_reader:
-    a checkpoint made by `digitlab train-line-reader` (digitlab.read.linereader), a second opinion on
-    each line that reads touching and overlapping digits no cut parts."""
+    or an array, a photo or a scan, dark ink on light paper or the reverse. checkpoint: the classifier;
+    None for the bundled MNIST reader (digitlab.pretrained), whose verifier and line reader then serve
+    where none is given. verifier: a checkpoint made by `digitlab train-verifier`
+    (digitlab.read.verifier), which tells whole digits from merged pairs and parts of digits; without
+    one, the classifier's scores alone choose the segmentation. line_reader: a checkpoint made by
+    `digitlab train-line-reader` (digitlab.read.linereader), a second opinion on each line that reads
+    touching and overlapping digits no cut parts."""
     started = time.perf_counter()
+    if checkpoint is None:
+        checkpoint, verifier, line_reader = bundled_reader(verifier, line_reader)
     cfg = config or ReadConfig()
     ckpt = as_checkpoint(checkpoint)
     checker = load_verifier(verifier) if verifier is not None else None
