@@ -23,6 +23,7 @@ import torch
 from digitlab.read import linereader, segment
 from digitlab.read.config import ReadConfig
 from digitlab.read.image import Page, load_gray, prepare
+from digitlab.read.verifier import beside as verifier_beside
 from digitlab.read.verifier import load_verifier, logsumexp, pair_logp, single_digit_logp, verifier_logp
 from digitlab.train.checkpoint import Checkpoint, load_checkpoint
 from digitlab.train.evaluate import predict_logits
@@ -283,8 +284,8 @@ def _bundled() -> tuple[Checkpoint, Checkpoint, Checkpoint]:
     from digitlab.pretrained import bundled
 
     folder = bundled()
-    return (load_checkpoint(folder), load_verifier(folder / "verifier"),
-            linereader.load_line_reader(folder / "line-reader"))
+    return (load_checkpoint(folder), load_verifier(verifier_beside(folder)),
+            linereader.load_line_reader(linereader.beside(folder)))
 
 
 def bundled_reader(verifier: str | PathLike | Checkpoint | None = None,
