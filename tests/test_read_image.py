@@ -13,7 +13,7 @@ from read_helpers import ink_mask, test_digits  # noqa: F401 - fixture
 from digitlab.read import synth
 from digitlab.read.config import ReadConfig
 from digitlab.read.errors import ReadError
-from digitlab.read.image import load_gray, otsu, prepare, stroke_slant
+from digitlab.read.image import components, load_gray, otsu, prepare, stroke_slant
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +302,22 @@ def test_slant_correction_brings_slanted_writing_back_to_mnist_lean(line):
     before = stroke_slant((slanted < 150).astype(np.uint8), 1.0) - stroke_slant(upright.mask, 1.0)
     after = stroke_slant(leaning.mask, 1.0) - stroke_slant(upright.mask, 1.0)
     assert abs(after) < 0.6 * abs(before)  # most of the extra lean is gone
+
+
+def test_components_on_the_ink_box_match_opencv_on_the_whole_image():
+    """components() labels only the ink's bounding box; labels and stats are those of the whole image."""
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        mask = np.zeros((int(rng.integers(20, 200)), int(rng.integers(20, 300))), np.uint8)
+        for _ in range(int(rng.integers(0, 12))):
+            x, y = int(rng.integers(0, mask.shape[1])), int(rng.integers(0, mask.shape[0]))
+            cv2.line(mask, (x, y), (x + int(rng.integers(-30, 30)), y + int(rng.integers(-30, 30))), 1,
+                     int(rng.integers(1, 4)))
+        if k % 5 == 0:
+            mask[:, -1] = 1  # ink on the border
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        got = components(mask)
+        assert got[0] == n
+        np.testing.assert_array_equal(got[1], labels)
+        np.testing.assert_array_equal(got[2][1:], stats[1:])
+        assert got[2][0, cv2.CC_STAT_AREA] == stats[0, cv2.CC_STAT_AREA]

@@ -128,6 +128,16 @@ def test_cut_path_goes_through_the_joint_of_touching_strokes():
         assert cost == pytest.approx(ReadConfig().split_penalty)  # 4 px of joint < 1 stroke width
 
 
+def test_percentile_is_numpys():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 10, 11, 250, 777):
+        for x in (rng.random(n, np.float32), np.round(rng.random(n, np.float32) * 4) / 4):  # ties too
+            for q in (0, 50, 75, 90, 100):
+                assert segment.percentile(x, q) == float(np.percentile(x, q))
+        tops = rng.integers(0, 500, n).astype(np.int32)  # the median of components' rows
+        assert segment.percentile(tops, 50) == float(np.median(tops))
+
+
 @pytest.mark.slow
 def test_specks_commas_dashes_underlines_and_currency_signs_are_not_read(read_model, digits):
     ckpt, _ = read_model

@@ -43,9 +43,11 @@ def predict_logits(model: nn.Module, images: torch.Tensor, norm: Normalization,
                    batch_size: int = 1024) -> torch.Tensor:
     """Logits (N, C) for uint8 images (N, 28, 28), in eval mode, batch by batch."""
     was_training = model.training
-    model.eval()
+    if was_training:  # (train() walks every module: not worth doing for nothing on each small call)
+        model.eval()
     out = [model(to_model_input(images[i:i + batch_size], norm)) for i in range(0, len(images), batch_size)]
-    model.train(was_training)
+    if was_training:
+        model.train()
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
