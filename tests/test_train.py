@@ -271,3 +271,37 @@ def test_target_out_of_reach_runs_every_epoch(shared_data_dir, tmp_path):
     summary = fit(quick_config(shared_data_dir, epochs=1, stop_at=0.9999), tmp_path, progress=False,
                   log=lambda s: None)
     assert summary["epochs"] == 1 and summary["stopped_at_target"] is None
+
+
+# --- ensembles ------------------------------------------------------------------------------------
+
+def test_ensemble_averages_runs_that_share_a_split(shared_data_dir, tmp_path, capsys):
+    from digitlab.cli import main
+    from digitlab.train import build_ensemble
+
+    runs = []
+    for seed in (1, 2):  # other seeds, one split
+        runs.append(tmp_path / f"seed{seed}")
+        fit(quick_config(shared_data_dir, epochs=1, seed=seed, split_seed=0), runs[-1], progress=False,
+            log=lambda s: None)
+    assert np.array_equal(np.load(runs[0] / "splits.npz")["val"], np.load(runs[1] / "splits.npz")["val"])
+    summary = build_ensemble(runs, tmp_path / "ensemble", log=lambda s: None)
+    ensemble, members = load_checkpoint(tmp_path / "ensemble"), [load_checkpoint(r) for r in runs]
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        np.testing.assert_allclose(ensemble.model(x), torch.stack([m.model(x) for m in members]).mean(0),
+                                   rtol=1e-5, atol=1e-5)
+    assert summary["test_accuracy"] > 0.8 and len(summary["member_test_accuracy"]) == 2
+    assert ensemble.meta["temperature"] == summary["temperature"] and ensemble.meta["logit_reference"] > 0
+    assert (tmp_path / "ensemble" / "splits.npz").is_file()
+
+    assert main(["ensemble", *map(str, runs), "--out", str(tmp_path / "again")]) == 0
+    assert "ensemble of 2 saved" in capsys.readouterr().out
+
+    other = tmp_path / "other-split"
+    fit(quick_config(shared_data_dir, epochs=1, seed=3), other, progress=False, log=lambda s: None)
+    with pytest.raises(ConfigError, match="holds out other images"):
+        build_ensemble([runs[0], other], tmp_path / "refused", log=lambda s: None)
+    with pytest.raises(ConfigError, match="at least two runs"):
+        build_ensemble(runs[:1], tmp_path / "refused", log=lambda s: None)
+    assert not (tmp_path / "refused").exists()

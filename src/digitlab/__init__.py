@@ -18,6 +18,7 @@ _API = {
     "create_model": "digitlab.models", "list_models": "digitlab.models", "model_info": "digitlab.models",
     "TrainConfig": "digitlab.train", "fit": "digitlab.train", "get_preset": "digitlab.train",
     "PRESETS": "digitlab.train", "load_checkpoint": "digitlab.train", "list_runs": "digitlab.train",
+    "build_ensemble": "digitlab.train",
     "predict": "digitlab.inference", "evaluate_checkpoint": "digitlab.inference",
 }
 __all__ = ["__version__", *_API]

@@ -110,6 +110,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{p.source}: {p.label} ({100 * p.confidence:.1f}%)  probabilities [{probs}]")
 
 
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from digitlab.train import build_ensemble
+
+    s = build_ensemble(args.runs, args.out, args.data_dir)
+    members = ", ".join(f"{100 * a:.2f}%" for a in s["member_test_accuracy"])
+    print(f"ensemble of {len(args.runs)} saved to {args.out}: test accuracy {100 * s['test_accuracy']:.2f}% "
+          f"(members {members}); temperature {s['temperature']:.3f} fitted on "
+          f"{s['temperature_val_errors']} misread validation images")
+
+
 def cmd_runs(args: argparse.Namespace) -> None:
     from digitlab.train import format_runs, list_runs
 
@@ -178,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files (any size, either polarity)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("ensemble", help="average the logits of finished runs into one calibrated checkpoint")
+    p.add_argument("runs", nargs="+", help="run folders of one dataset, trained with the same --split and --split-seed")
+    p.add_argument("--out", required=True, help="folder for the ensemble checkpoint")
+    p.add_argument("--data-dir", help="data root (default: the runs' own)")
+    p.set_defaults(func=cmd_ensemble)
 
     from digitlab.read.cli import add_commands  # read, eval-read, train-verifier
 

@@ -27,6 +27,7 @@ class TrainConfig:
     train_split: str = "train"  # the split that train (and val) images come from
     test_split: str = "test"  # "" carves the test set out of train_split (3 ratios in `split`)
     split: tuple[float, ...] = (4.0, 1.0)  # train:val, or train:val:test when test_split == ""
+    split_seed: int | None = None  # seed of that split (None: `seed`); fixed, runs of several seeds share one
     limit: int = 0  # use at most this many images of each of train/val/test (0: all); quick runs
     # optimisation
     epochs: int = 10

@@ -56,7 +56,7 @@ def prepare_data(cfg: TrainConfig, progress: bool = False, download: bool = Fals
     """Load the dataset and cut the deterministic train/val(/test) split that the config asks for."""
     spec = get_spec(cfg.dataset)
     pool = load_dataset(cfg.dataset, cfg.train_split, data_dir=cfg.data_dir, download=download, progress=progress)
-    parts = ratio_split(pool.labels, cfg.split, seed=cfg.seed)
+    parts = ratio_split(pool.labels, cfg.split, seed=cfg.seed if cfg.split_seed is None else cfg.split_seed)
     if cfg.test_split:
         train_idx, val_idx = parts
         test = load_dataset(cfg.dataset, cfg.test_split, data_dir=cfg.data_dir, download=download,
