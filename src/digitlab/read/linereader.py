@@ -406,6 +406,8 @@ def train_line_reader(lcfg: LineReaderConfig, out_dir: str | Path, data_dir: str
     log(f"{len(train)} training lines, {len(val)} validation lines, {time.perf_counter() - started:.0f} s")
     model, metrics = fit_line_reader(train, val, lcfg, log, model=start.model if start is not None else None)
     metrics["seconds"] = time.perf_counter() - started
+    if start is not None:  # which weights it started from, wherever lcfg.init pointed at the time
+        metrics["init_weights_sha256"] = start.meta["weights_sha256"]
     save_line_reader(out_dir, model, lcfg, metrics, dataset)
     log(f"line reader saved to {out_dir}: val lines read exactly {metrics['val_line_accuracy']:.4f}, "
         f"{metrics['seconds']:.0f} s")
