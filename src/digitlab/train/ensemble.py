@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from digitlab.atomic import write_text
 from digitlab.errors import ConfigError
@@ -24,7 +25,7 @@ from digitlab.models.ensemble import NAME, Ensemble
 from digitlab.train.calibrate import calibration_note, fit_temperature, logit_reference
 from digitlab.train.checkpoint import load_checkpoint, model_meta, resolve, save_checkpoint
 from digitlab.train.config import TrainConfig
-from digitlab.train.evaluate import evaluate, predict_logits
+from digitlab.train.evaluate import evaluate, predict_logits, score_logits
 from digitlab.train.trainer import prepare_data
 
 SPLITS = "splits.npz"
@@ -73,11 +74,12 @@ def build_ensemble(runs: Sequence[str | PathLike], out: str | PathLike, data_dir
     val_errors = int((val_logits.argmax(1) != data.val.labels).sum())
     if note := calibration_note(val_errors):
         log(f"note: {note}")
-    member_tests = [evaluate(c.model, data.test, norm, n).accuracy for c in ckpts]
-    test = evaluate(model, data.test, norm, n)
+    member_tests = [evaluate(c.model, data.test, norm, n) for c in ckpts]
+    # the ensemble's logits are its members' mean: no second pass over the test set
+    test = score_logits(torch.stack([e.logits for e in member_tests]).mean(0), data.test.labels, n)
     metrics = {"val_accuracy": 1 - val_errors / len(data.val), "test_accuracy": test.accuracy,
                "test_loss": test.loss, "test_ece_calibrated": test.calibration_error(temperature),
-               "member_test_accuracy": member_tests}
+               "member_test_accuracy": [e.accuracy for e in member_tests]}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = model_meta(NAME, {"members": members}, first["dataset"], first["classes"], norm,

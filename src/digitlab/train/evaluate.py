@@ -53,8 +53,11 @@ def predict_logits(model: nn.Module, images: torch.Tensor, norm: Normalization,
 
 def evaluate(model: nn.Module, data: DigitDataset, norm: Normalization, num_classes: int,
              batch_size: int = 1024) -> Evaluation:
-    logits = predict_logits(model, data.images, norm, batch_size)
-    labels = data.labels
+    return score_logits(predict_logits(model, data.images, norm, batch_size), data.labels, num_classes)
+
+
+def score_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> Evaluation:
+    """The Evaluation of logits (N, C) already computed for images with these labels."""
     loss = F.cross_entropy(logits, labels).item()
     pred = logits.argmax(1)
     confusion = torch.bincount(labels * num_classes + pred, minlength=num_classes**2)
