@@ -23,9 +23,9 @@ import report as report_io
 import torch
 from read_synthetic import SEEDS, calibrated_checkpoint
 
+from digitlab.infer import predict_logits
 from digitlab.read import ReadConfig, linereader, synth, verifier
 from digitlab.read.evaluate import evaluate_items
-from digitlab.train import predict_logits
 
 
 def main() -> None:

@@ -27,12 +27,13 @@ import numpy as np
 import report as report_io
 import torch
 
+from digitlab.calibrate import fit_temperature, logit_reference
+from digitlab.checkpoint import Checkpoint, load_checkpoint
 from digitlab.data import load_dataset
+from digitlab.infer import predict_logits
 from digitlab.pretrained import bundled
 from digitlab.read import ReadConfig, linereader, synth, verifier
 from digitlab.read.evaluate import FAILURES, evaluate_items
-from digitlab.train import Checkpoint, load_checkpoint, predict_logits
-from digitlab.train.calibrate import fit_temperature, logit_reference
 
 SEEDS = {"easy": 1, "hard": 2}
 NUISANCES = ("none of these", "touching", "overlapping", "ruling", "boxes", "inverted")

@@ -22,7 +22,8 @@ def _digits(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
 def _model(data_dir: str, out: Path):
     """lenet5-improved on 8192 MNIST train images for 2 epochs with the augmentation the strong models
     use (about 96% test accuracy); cached so every test module shares one training run."""
-    from digitlab.train import TrainConfig, fit, load_checkpoint
+    from digitlab.checkpoint import load_checkpoint
+    from digitlab.train import TrainConfig, fit
 
     cfg = TrainConfig(model="lenet5-improved", data_dir=data_dir, limit=8192, epochs=2,
                       augment="rotation=10,scale=0.85:1.15,translate=0.1", threads=1)
@@ -46,7 +47,7 @@ def sure_digits(ckpt, images: np.ndarray, labels: np.ndarray, per_class: int = 3
                 sure: float = 0.99) -> dict:
     """{class: [28x28 images]} of test digits that the model reads right with probability > `sure` on the
     raw 28x28 image, so that a test of the pipeline does not hinge on the model's own mistakes."""
-    from digitlab.train import predict_logits
+    from digitlab.infer import predict_logits
 
     sl = slice(start, start + 2000)
     probs = predict_logits(ckpt.model, torch.from_numpy(images[sl]), ckpt.normalization).softmax(1)
@@ -72,8 +73,8 @@ def ink_mask(img: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="session")
 def untrained_run(tmp_path_factory) -> Path:
     """A valid checkpoint of an untrained model, for tests of everything but accuracy (instant)."""
+    from digitlab.checkpoint import save_checkpoint
     from digitlab.models import create_model
-    from digitlab.train import save_checkpoint
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("untrained")

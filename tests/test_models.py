@@ -236,3 +236,21 @@ def test_rescnn_is_xavier_initialised():
     convs_and_fcs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert all(m.bias is None or torch.all(m.bias == 0) for m in convs_and_fcs)
     assert torch.all(model.fc.bias == 0)
+
+
+def test_every_saved_network_is_registered_by_kind():
+    from digitlab.models import model_kind
+
+    assert "line-reader" not in ALL_MODELS and "ensemble" not in ALL_MODELS  # classifiers only by default
+    assert set(list_models(kind=None)) == set(ALL_MODELS) | {"line-reader", "ensemble"}
+    assert model_kind("line-reader") == "line" and model_kind("ensemble") == "ensemble"
+    reader = create_model("line-reader", width=16, hidden=8).eval()
+    with torch.no_grad():
+        out = reader(torch.zeros(2, 1, 32, 40))
+    assert out.shape == (10, 2, 11)  # (W / 4 frames, N, 10 digits + blank)
+    pair = create_model("ensemble", members=[{"model": "lenet5"}, {"model": "fastcnn"}]).eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(pair(x), (pair.members[0](x) + pair.members[1](x)) / 2)
+    with pytest.raises(ModelError, match="not a 28x28 classifier"):
+        model_info("line-reader")

@@ -118,7 +118,7 @@ def test_eval_read_scores_a_folder_and_keeps_a_gallery_of_failures(cli, read_mod
 
 
 def test_read_warns_when_the_models_temperature_says_little(cli, untrained_run, tmp_path):
-    from digitlab.train import load_checkpoint, save_checkpoint
+    from digitlab.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(untrained_run)
     save_checkpoint(tmp_path / "clean-val", ckpt.model, {**ckpt.meta, "temperature": 0.05, "temperature_val_errors": 1})

@@ -9,12 +9,12 @@ import pytest
 import torch
 from read_helpers import read_model, string_image, sure_digits, test_digits  # noqa: F401 - fixtures
 
+from digitlab.checkpoint import Checkpoint
 from digitlab.errors import ConfigError
 from digitlab.read import ReadError, linereader, segment, synth
 from digitlab.read.config import ReadConfig
 from digitlab.read.image import prepare
 from digitlab.read.recognize import read
-from digitlab.train import Checkpoint
 
 
 def frames_for(text: str, per: int = 5, blank_gap: int = 2, p: float = 0.98) -> torch.Tensor:
@@ -74,8 +74,19 @@ def stand_in(read_model, monkeypatch):
     ckpt, _ = read_model
     says = ["0"]
     monkeypatch.setattr(linereader, "read_lines", lambda reader, images: [frames_for(says[0]) for _ in images])
-    fake = Checkpoint(model=ckpt.model, meta={**ckpt.meta, "role": linereader.ROLE})
+    fake = Checkpoint(model=ckpt.model, meta={**ckpt.meta, "role": linereader.ROLE, "model": "line-reader",
+                                              **linereader.GEOMETRY})
     return fake, says
+
+
+def test_a_line_reader_of_another_geometry_is_refused(read_model):
+    ckpt, _ = read_model
+    meta = {**ckpt.meta, "role": linereader.ROLE, "model": "line-reader", **linereader.GEOMETRY}
+    assert linereader.load_line_reader(Checkpoint(model=ckpt.model, meta=meta)).meta is meta
+    with pytest.raises(ReadError, match=r"line_height 48.*line_height 32"):
+        linereader.load_line_reader(Checkpoint(model=ckpt.model, meta={**meta, "line_height": 48}))
+    with pytest.raises(ReadError, match="not a line reader"):
+        linereader.load_line_reader(ckpt)
 
 
 def test_the_line_reader_reads_a_pair_that_no_cut_separates(read_model, test_digits, stand_in):

@@ -7,12 +7,12 @@ import pytest
 import torch
 from read_helpers import read_model, string_image, sure_digits, test_digits  # noqa: F401 - fixtures
 
+from digitlab.checkpoint import Checkpoint
 from digitlab.errors import ConfigError
 from digitlab.read import ReadError, segment, synth, verifier
 from digitlab.read.config import ReadConfig
 from digitlab.read.image import prepare
 from digitlab.read.recognize import read
-from digitlab.train import Checkpoint
 
 # Clean strings where every neighbouring pair touches: each image holds merged pairs and single digits
 PAIRS = dataclasses.replace(synth.EASY, name="pairs", digits=(2, 4), height=(36, 44), touch=1.0)

@@ -10,9 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from digitlab.checkpoint import load_checkpoint
 from digitlab.errors import CheckpointError, ConfigError
 from digitlab.models import create_model
-from digitlab.train import PRESETS, TrainConfig, fit, get_preset, list_runs, load_checkpoint
+from digitlab.train import PRESETS, TrainConfig, fit, get_preset, list_runs
 
 
 def quick_config(data_dir, **kw) -> TrainConfig:
@@ -133,7 +134,7 @@ def test_checkpoint_is_self_describing(small_run):
     assert meta["temperature_val_errors"] == summary["temperature_val_errors"] > 0
     assert summary["temperature_val_errors"] <= round((1 - val_accuracy) * summary["sizes"]["val"]) + 1
     # the median top val logit, which readers compare a crop's top logit with
-    from digitlab.train.evaluate import predict_logits
+    from digitlab.infer import predict_logits
     val = np.load(out / "splits.npz")["val"]
     from digitlab.data import load_dataset
     images = load_dataset("mnist", "train", data_dir=meta["config"]["data_dir"]).images[val]
@@ -231,7 +232,7 @@ def test_resume_refuses_a_missing_run(tmp_path):
 
 
 def test_temperature_scaling_fixes_overconfident_logits():
-    from digitlab.train.calibrate import expected_calibration_error, fit_temperature
+    from digitlab.calibrate import expected_calibration_error, fit_temperature
 
     gen = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 10, (4000,), generator=gen)
@@ -247,7 +248,7 @@ def test_temperature_scaling_fixes_overconfident_logits():
 
 
 def test_temperature_stays_in_range_when_val_has_no_error():
-    from digitlab.train.calibrate import MIN_ERRORS, T_RANGE, calibration_note, fit_temperature
+    from digitlab.calibrate import MIN_ERRORS, T_RANGE, calibration_note, fit_temperature
 
     labels = torch.arange(10).repeat(50)
     logits = torch.nn.functional.one_hot(labels, 10).float()  # every val image right: NLL falls as T -> 0

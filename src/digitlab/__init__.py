@@ -17,9 +17,9 @@ _API = {
     "load_image": "digitlab.data", "to_model_input": "digitlab.data",
     "create_model": "digitlab.models", "list_models": "digitlab.models", "model_info": "digitlab.models",
     "TrainConfig": "digitlab.train", "fit": "digitlab.train", "get_preset": "digitlab.train",
-    "PRESETS": "digitlab.train", "load_checkpoint": "digitlab.train", "list_runs": "digitlab.train",
+    "PRESETS": "digitlab.train", "load_checkpoint": "digitlab.checkpoint", "list_runs": "digitlab.train",
     "build_ensemble": "digitlab.train",
-    "predict": "digitlab.inference", "evaluate_checkpoint": "digitlab.inference",
+    "predict": "digitlab.infer", "evaluate_checkpoint": "digitlab.infer",
 }
 __all__ = ["__version__", *_API]
 

@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from digitlab.inference import evaluate_checkpoint
+    from digitlab.infer import evaluate_checkpoint
 
     out = args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent)
     report = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_dir, out,
@@ -99,7 +99,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from digitlab.inference import predict
+    from digitlab.infer import predict
 
     predictions = predict(args.checkpoint, args.images)
     if args.json:

@@ -9,9 +9,9 @@ parameters and multiply-accumulates.
 """
 
 # Importing the model modules registers their constructors.
-from digitlab.models import baselines, fastcnn, lenet, mobilenetv3, rescnn  # noqa: F401
+from digitlab.models import baselines, ensemble, fastcnn, lenet, linereader, mobilenetv3, rescnn  # noqa: F401
 from digitlab.models.layers import INIT_SCHEMES, count_macs, init_weights
-from digitlab.models.registry import ModelInfo, create_model, list_models, model_info, register_model
+from digitlab.models.registry import ModelInfo, create_model, list_models, model_info, model_kind, register_model
 
 __all__ = [
     "INIT_SCHEMES",
@@ -21,5 +21,6 @@ __all__ = [
     "init_weights",
     "list_models",
     "model_info",
+    "model_kind",
     "register_model",
 ]

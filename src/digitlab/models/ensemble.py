@@ -1,8 +1,9 @@
 """Several trained zoo models read as one: the mean of their logits.
 
 Not a zoo architecture (it has no features of its own, and nothing to train from scratch): it is
-built from finished runs by ``digitlab.train.build_ensemble`` and saved as an ordinary checkpoint
-whose model_args list the members, so everything that loads a checkpoint uses it as it is.
+registered as kind "ensemble", built from finished runs by ``digitlab.train.build_ensemble`` and saved
+as an ordinary checkpoint whose model_args list the members, so everything that loads a checkpoint
+uses it as it is.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import torch
 from torch import nn
 
 from digitlab.errors import ModelError
-from digitlab.models.registry import create_model
+from digitlab.models.registry import create_model, register_model
 
 NAME = "ensemble"  # the model name in a checkpoint's meta
 
 
+@register_model(NAME, kind="ensemble", description="the mean of several trained classifiers' logits")
 class Ensemble(nn.Module):
     """members: [{"model": zoo name, "model_args": {...}}, ...], each built with create_model."""
 
@@ -41,7 +43,3 @@ def _own_args(args: dict[str, Any]) -> dict[str, Any]:
     """A member's arguments without those the ensemble passes to every member."""
     return {k: v for k, v in args.items() if k not in ("in_channels", "num_classes")}
 
-
-def build_model(name: str, **kw: Any) -> nn.Module:
-    """A checkpoint's model: a zoo model by name, or an ensemble of them."""
-    return Ensemble(**kw) if name == NAME else create_model(name, **kw)

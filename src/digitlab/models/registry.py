@@ -4,6 +4,11 @@ A constructor is a model class (when the class is the model) or a function (when
 configuration of a more general class, such as resnet18). Its keyword arguments are the model's
 arguments: create_model checks them against its signature.
 
+Every network digitlab saves is registered, so that a checkpoint is rebuilt by name alone. Its kind
+says what it reads: "classifier" (a (B, 1, 28, 28) digit -> (B, C) logits: the zoo), "line" (the
+reader's line reader: (B, 1, 32, W) -> CTC log-probabilities) or "ensemble" (classifiers averaged,
+built from finished runs). list_models() lists the classifiers unless asked for another kind.
+
 It lives apart from ``__init__`` so that model modules can import ``register_model`` without
 an import cycle.
 """
@@ -27,6 +32,7 @@ class _Entry:
     fn: Constructor
     description: str
     reference: str
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -39,28 +45,39 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+KINDS = ("classifier", "line", "ensemble")
 
 
-def register_model(name: str, *, description: str, reference: str = "") -> Callable[[Constructor], Constructor]:
+def register_model(name: str, *, description: str, reference: str = "", kind: str = "classifier",
+                   ) -> Callable[[Constructor], Constructor]:
+    if kind not in KINDS:
+        raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
+
     def decorator(fn: Constructor) -> Constructor:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = _Entry(fn, description, reference)
+        _REGISTRY[name] = _Entry(fn, description, reference, kind)
         return fn
     return decorator
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Registered names, sorted; `pattern` is an fnmatch pattern such as 'lenet*'."""
-    names = sorted(_REGISTRY)
+def list_models(pattern: str | None = None, kind: str | None = "classifier") -> list[str]:
+    """Registered names of one kind (None: every kind), sorted; `pattern` is an fnmatch pattern such as
+    'lenet*'."""
+    names = sorted(n for n, e in _REGISTRY.items() if kind is None or e.kind == kind)
     return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+
+def model_kind(name: str) -> str:
+    """"classifier", "line" or "ensemble" (see the module's docstring)."""
+    return _entry(name).kind
 
 
 def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ModelError(f"unknown model {name!r}{hint} (known: {', '.join(list_models())})")
+        raise ModelError(f"unknown model {name!r}{hint} (known: {', '.join(list_models(kind=None))})")
     return _REGISTRY[name]
 
 
@@ -85,8 +102,10 @@ def create_model(name: str, in_channels: int = 1, num_classes: int = 10, **kw) -
 
 
 def model_info(name: str, **kw) -> ModelInfo:
-    """Build the model and count its parameters and per-image MACs."""
+    """Build the model and count its parameters and per-image MACs (a 28x28 classifier's)."""
     entry = _entry(name)
+    if entry.kind != "classifier":
+        raise ModelError(f"model {name!r} is a {entry.kind} model, not a 28x28 classifier")
     model = create_model(name, **kw)
     params = sum(p.numel() for p in model.parameters())
     macs = count_macs(model, in_channels=kw.get("in_channels", 1))

@@ -111,7 +111,7 @@ def cmd_eval_read(args: argparse.Namespace) -> None:
 
 def _warn_calibration(ckpt) -> None:
     """One line on stderr when the model's temperature says little (see calibrate.calibration_note)."""
-    from digitlab.train.calibrate import calibration_note
+    from digitlab.calibrate import calibration_note
 
     errors = ckpt.meta.get("temperature_val_errors")
     if errors is not None and (note := calibration_note(int(errors))):

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from digitlab.checkpoint import Checkpoint
 from digitlab.read.config import ReadConfig
 from digitlab.read.errors import ReadError
 from digitlab.read.linereader import load_line_reader
 from digitlab.read.recognize import REJECTED, Reading, as_checkpoint, bundled_reader, read
 from digitlab.read.verifier import load_verifier
-from digitlab.train.checkpoint import Checkpoint
 
 # Why an image failed, in the order the stages run; each failure gets the first that applies
 FAILURES = {

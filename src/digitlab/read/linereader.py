@@ -33,42 +33,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from digitlab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from digitlab.configs import config_from_dict
 from digitlab.errors import ConfigError
+from digitlab.models.linereader import LINE_HEIGHT, STRIDE, LineReaderNet
 from digitlab.read import segment, synth
 from digitlab.read.config import ReadConfig
 from digitlab.read.errors import ReadError
 from digitlab.read.image import Page, load_gray, prepare
-from digitlab.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 ROLE = "line-reader"  # meta["role"] of a line reader checkpoint
-LINE_HEIGHT = 32  # pixels: every line image is this high
 DIGIT_HEIGHT = 22  # pixels: a digit of the page's typical height is scaled to this
-STRIDE = 4  # pixels of line image per output frame
-
-
-class LineReaderNet(nn.Module):
-    """(N, 1, LINE_HEIGHT, W) line images -> (W // STRIDE, N, classes + 1) log-probabilities, blank last."""
-
-    def __init__(self, num_classes: int = 10, width: int = 48, hidden: int = 128) -> None:
-        super().__init__()
-
-        def block(cin: int, cout: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-        c1, c2, c3 = width // 2, width, width * 4 // 3
-        self.features = nn.Sequential(
-            *block(1, c1), nn.MaxPool2d(2),  # 16 x W/2
-            *block(c1, c2), nn.MaxPool2d(2),  # 8 x W/4
-            *block(c2, c3), *block(c3, c3), nn.MaxPool2d((2, 1)),  # 4 x W/4
-            nn.Conv2d(c3, hidden, (LINE_HEIGHT // 8, 1)), nn.ReLU(inplace=True), nn.Dropout(0.2))  # 1 x W/4
-        self.rnn = nn.LSTM(hidden, hidden, bidirectional=True)
-        self.head = nn.Linear(2 * hidden, num_classes + 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(x).squeeze(2).permute(2, 0, 1)  # (T, N, hidden)
-        out, _ = self.rnn(f)
-        return self.head(out).log_softmax(2)
+GEOMETRY = {"line_height": LINE_HEIGHT, "digit_height": DIGIT_HEIGHT, "stride": STRIDE}  # what line_image makes
 
 
 @dataclass(frozen=True)
@@ -420,21 +396,23 @@ def save_line_reader(out_dir: str | Path, model: LineReaderNet, lcfg: LineReader
 
     meta = {"model": "line-reader", "model_args": {"num_classes": 10, "width": lcfg.width, "hidden": lcfg.hidden},
             "role": ROLE, "dataset": dataset, "classes": list(get_spec(dataset).classes),
-            "line_height": LINE_HEIGHT, "digit_height": DIGIT_HEIGHT, "stride": STRIDE,
+            **GEOMETRY,
             "config": lcfg.to_dict(), "metrics": metrics}
     save_checkpoint(out_dir, model, meta)
 
 
 def load_line_reader(path: str | PathLike | Checkpoint) -> Checkpoint:
-    """A line reader checkpoint (or one already loaded); anything else fails with a ReadError."""
-    def build(name: str, **kw: Any) -> LineReaderNet:
-        if name != "line-reader":
-            raise ReadError(f"{path}: not a line reader checkpoint (make one with `digitlab train-line-reader`)")
-        return LineReaderNet(**kw)
-
-    ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(Path(path), build=build)
-    if ckpt.meta.get("role") != ROLE:
+    """A line reader checkpoint (or one already loaded); anything else, or a line reader trained on line
+    images of another geometry than line_image makes, fails with a ReadError."""
+    ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(Path(path))
+    if ckpt.meta.get("role") != ROLE or ckpt.meta.get("model") != "line-reader":
         raise ReadError(f"{path}: not a line reader checkpoint (make one with `digitlab train-line-reader`)")
+    differ = {k: ckpt.meta.get(k) for k, v in GEOMETRY.items() if ckpt.meta.get(k) != v}
+    if differ:
+        theirs = ", ".join(f"{k} {v}" for k, v in differ.items())
+        ours = ", ".join(f"{k} {GEOMETRY[k]}" for k in differ)
+        raise ReadError(f"{path}: this line reader learnt line images of {theirs}, but the reader makes {ours}; "
+                        f"train one for this version with `digitlab train-line-reader`")
     return ckpt
 
 

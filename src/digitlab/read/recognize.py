@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from digitlab.checkpoint import Checkpoint, load_checkpoint
+from digitlab.infer import predict_logits
 from digitlab.read import linereader, segment
 from digitlab.read.config import ReadConfig
 from digitlab.read.image import Page, load_gray, prepare
 from digitlab.read.verifier import beside as verifier_beside
 from digitlab.read.verifier import load_verifier, logsumexp, pair_logp, single_digit_logp, verifier_logp
-from digitlab.train.checkpoint import Checkpoint, load_checkpoint
-from digitlab.train.evaluate import predict_logits
 
 REJECTED = "?"
 

@@ -31,13 +31,13 @@ import cv2
 import numpy as np
 import torch
 
+from digitlab.checkpoint import Checkpoint, load_checkpoint
 from digitlab.configs import config_from_dict
 from digitlab.errors import ConfigError
 from digitlab.read import segment, synth
 from digitlab.read.config import ReadConfig
 from digitlab.read.errors import ReadError
 from digitlab.read.image import load_gray, prepare
-from digitlab.train.checkpoint import Checkpoint, load_checkpoint
 
 NOT_A_DIGIT = "not a digit"
 ROLE = "verifier"  # meta["role"] of a verifier checkpoint
@@ -204,7 +204,7 @@ def make_crops(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, vcfg: 
 def verifier_logp(verifier: Checkpoint, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Calibrated log-probabilities (N, classes) for crops (N, 28, 28) uint8: the ten digits, the hundred
     pairs when the verifier reads pairs, and "not a digit" last."""
-    from digitlab.train.evaluate import predict_logits
+    from digitlab.infer import predict_logits
 
     logits = predict_logits(verifier.model, torch.from_numpy(crops), verifier.normalization, batch_size)
     temperature = float(verifier.meta.get("temperature", 1.0))
@@ -282,10 +282,11 @@ def fit_verifier(x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.T
     batches and epoch loop; fit its temperature and measure it on the validation crops vx, vy."""
     from tqdm import tqdm
 
+    from digitlab.calibrate import fit_temperature
     from digitlab.data import get_spec
+    from digitlab.infer import predict_logits
     from digitlab.models import create_model
-    from digitlab.train import TrainConfig, predict_logits
-    from digitlab.train.calibrate import fit_temperature
+    from digitlab.train import TrainConfig
     from digitlab.train.trainer import batches, make_optimizer, make_scheduler, train_epoch
 
     norm = get_spec(dataset).normalization
@@ -325,9 +326,8 @@ def fit_verifier(x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.T
 def save_verifier(out_dir: str | Path, model: torch.nn.Module, vcfg: VerifierConfig, metrics: dict[str, Any],
                   read_config: ReadConfig | None = None, dataset: str = "mnist") -> Path:
     """Save a trained verifier as a self-describing digitlab checkpoint (role "verifier")."""
+    from digitlab.checkpoint import model_meta, save_checkpoint
     from digitlab.data import get_spec
-    from digitlab.train import save_checkpoint
-    from digitlab.train.checkpoint import model_meta
 
     spec = get_spec(dataset)
     classes = classes_of(vcfg, spec.classes)

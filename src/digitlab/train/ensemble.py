@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from digitlab.atomic import write_text
+from digitlab.calibrate import calibration_note, fit_temperature, logit_reference
+from digitlab.checkpoint import load_checkpoint, model_meta, resolve, save_checkpoint
 from digitlab.errors import ConfigError
+from digitlab.infer import evaluate, predict_logits, score_logits
 from digitlab.models.ensemble import NAME, Ensemble
-from digitlab.train.calibrate import calibration_note, fit_temperature, logit_reference
-from digitlab.train.checkpoint import load_checkpoint, model_meta, resolve, save_checkpoint
 from digitlab.train.config import TrainConfig
-from digitlab.train.evaluate import evaluate, predict_logits, score_logits
 from digitlab.train.trainer import prepare_data
 
 SPLITS = "splits.npz"

@@ -19,6 +19,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from digitlab.atomic import atomic_path, write_text
+from digitlab.calibrate import calibration_note, fit_temperature, logit_reference
+from digitlab.checkpoint import load_checkpoint, load_state, model_meta, save_checkpoint, save_state
 from digitlab.data import (
     Augment,
     DigitDataset,
@@ -32,12 +34,10 @@ from digitlab.data import (
     to_unit,
 )
 from digitlab.errors import ConfigError
+from digitlab.infer import Evaluation, evaluate, predict_logits
 from digitlab.models import create_model, init_weights
-from digitlab.train.calibrate import calibration_note, fit_temperature, logit_reference
-from digitlab.train.checkpoint import load_checkpoint, load_state, model_meta, save_checkpoint, save_state
+from digitlab.plots import plot_confusion, plot_curves
 from digitlab.train.config import TrainConfig
-from digitlab.train.evaluate import Evaluation, evaluate, predict_logits
-from digitlab.train.plots import plot_confusion, plot_curves
 
 STATE = "state.pt"  # resumable training state, rewritten after every epoch
 METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -21,7 +20,7 @@ import digitlab
 from digitlab.atomic import atomic_path, write_text
 from digitlab.data import Normalization
 from digitlab.errors import CheckpointError, ModelError
-from digitlab.models.ensemble import build_model
+from digitlab.models import create_model
 
 FORMAT = "digitlab-checkpoint/1"
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -85,9 +84,10 @@ def resolve(path: str | Path) -> tuple[Path, Path]:
     return path, path.with_suffix(".json")
 
 
-def load_checkpoint(path: str | Path, build: Callable[..., nn.Module] | None = None) -> Checkpoint:
-    """A checkpoint's model, rebuilt by `build`(meta["model"], **meta["model_args"]) (a registered model
-    or an ensemble of them when None), and its meta; any defect is a one-line CheckpointError."""
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint's model, rebuilt by name from the model registry (create_model(meta["model"],
+    **meta["model_args"]): a zoo classifier, an ensemble, a line reader), and its meta; any defect is a
+    one-line CheckpointError."""
     weights, meta_path = resolve(path)
     for p in (weights, meta_path):
         if not p.is_file():
@@ -101,7 +101,7 @@ def load_checkpoint(path: str | Path, build: Callable[..., nn.Module] | None = N
     if meta.get("weights_sha256") != _sha256(weights):
         raise CheckpointError(f"{weights}: SHA-256 does not match {meta_path.name} (incomplete or mixed files)")
     try:
-        model = (build or build_model)(meta["model"], **meta["model_args"])
+        model = create_model(meta["model"], **meta["model_args"])
         model.load_state_dict(load_file(str(weights)))
     except (ModelError, KeyError, TypeError) as e:
         raise CheckpointError(f"{meta_path}: cannot rebuild the model ({e})") from None

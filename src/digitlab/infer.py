@@ -1,0 +1,131 @@
+"""Inference: one module that runs a checkpoint on images, used by evaluation, prediction and reading.
+
+predict_logits is the single way a model meets pixels (uint8 28x28 images through the checkpoint's own
+normalisation, ``to_model_input``); training validates, ``predict`` classifies files, ``read`` scores its
+crops and the ensemble calibrates through it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from digitlab.calibrate import expected_calibration_error
+from digitlab.checkpoint import Checkpoint, load_checkpoint
+from digitlab.data import DigitDataset, Normalization, load_dataset, load_image, to_model_input
+from digitlab.plots import plot_confusion
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    accuracy: float
+    confusion: torch.Tensor  # (C, C) int64, rows = true class, columns = predicted class
+    logits: torch.Tensor  # (N, C)
+    labels: torch.Tensor  # (N,)
+
+    def calibration_error(self, temperature: float = 1.0) -> float:
+        """Expected calibration error of softmax(logits / temperature)."""
+        return expected_calibration_error((self.logits / temperature).softmax(1), self.labels)
+
+    @property
+    def per_class(self) -> list[float]:
+        totals = self.confusion.sum(1).clamp(min=1)
+        return (self.confusion.diag() / totals).tolist()
+
+    def most_confused(self, k: int = 5) -> list[tuple[int, int, int]]:
+        """The k largest off-diagonal cells as (true, predicted, count), largest first."""
+        off = self.confusion.clone()
+        off.fill_diagonal_(0)
+        counts, flat = off.flatten().topk(min(k, off.numel()))
+        c = off.shape[0]
+        return [(int(i) // c, int(i) % c, int(n)) for n, i in zip(counts, flat) if n > 0]
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: torch.Tensor, norm: Normalization,
+                   batch_size: int = 1024) -> torch.Tensor:
+    """Logits (N, C) for uint8 images (N, 28, 28), in eval mode, batch by batch."""
+    was_training = model.training
+    if was_training:  # (train() walks every module: not worth doing for nothing on each small call)
+        model.eval()
+    out = [model(to_model_input(images[i:i + batch_size], norm)) for i in range(0, len(images), batch_size)]
+    if was_training:
+        model.train()
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def evaluate(model: nn.Module, data: DigitDataset, norm: Normalization, num_classes: int,
+             batch_size: int = 1024) -> Evaluation:
+    return score_logits(predict_logits(model, data.images, norm, batch_size), data.labels, num_classes)
+
+
+def score_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> Evaluation:
+    """The Evaluation of logits (N, C) already computed for images with these labels."""
+    loss = F.cross_entropy(logits, labels).item()
+    pred = logits.argmax(1)
+    confusion = torch.bincount(labels * num_classes + pred, minlength=num_classes**2)
+    confusion = confusion.reshape(num_classes, num_classes)
+    return Evaluation(loss=loss, accuracy=(pred == labels).float().mean().item(), confusion=confusion,
+                      logits=logits, labels=labels)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    source: str
+    label: str  # the class name of the most probable class
+    index: int
+    probabilities: list[float]
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.index]
+
+
+def _checkpoint(checkpoint: str | Path | Checkpoint) -> Checkpoint:
+    return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+
+
+def predict(checkpoint: str | Path | Checkpoint, images: list[Any]) -> list[Prediction]:
+    """Classify single-digit images: file paths, PIL images or arrays, any size and either polarity.
+
+    Each goes through load_image (grayscale, polarity, MNIST-style 28x28) and then the checkpoint's own
+    normalisation, the same function training used."""
+    ckpt = _checkpoint(checkpoint)
+    batch = torch.from_numpy(np.stack([load_image(im) for im in images]))
+    probs = predict_logits(ckpt.model, batch, ckpt.normalization).softmax(1)
+    out = []
+    for source, p in zip(images, probs):
+        i = int(p.argmax())
+        out.append(Prediction(source=str(source) if isinstance(source, (str, Path)) else "<array>",
+                              label=ckpt.classes[i], index=i, probabilities=p.tolist()))
+    return out
+
+
+def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, dataset: str | None = None, split: str = "test",
+                        data_dir: str | Path | None = None, out_dir: str | Path | None = None,
+                        batch_size: int = 1024, download: bool = False) -> dict[str, Any]:
+    """Accuracy, per-class accuracy and most-confused pairs; the confusion matrix goes to out_dir as PNG."""
+    ckpt = _checkpoint(checkpoint)
+    dataset = dataset or ckpt.meta["dataset"]
+    data = load_dataset(dataset, split, data_dir=data_dir, download=download)
+    classes = ckpt.classes
+    result = evaluate(ckpt.model, data, ckpt.normalization, len(classes), batch_size)
+    report: dict[str, Any] = {
+        "dataset": dataset, "split": split, "images": len(data), "accuracy": result.accuracy,
+        "loss": result.loss, "per_class_accuracy": dict(zip(classes, result.per_class)),
+        "most_confused": [{"true": classes[t], "predicted": classes[p], "count": n}
+                          for t, p, n in result.most_confused()],
+    }
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        path = Path(out_dir) / f"confusion-{dataset}-{split}.png"
+        plot_confusion(result.confusion, classes, path,
+                       title=f"{ckpt.meta['model']} on {dataset}/{split}: accuracy {result.accuracy:.4f}")
+        report["confusion_png"] = str(path)
+    return report
