@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,6 +89,18 @@ def test_run_writes_every_artifact(small_run):
     assert len(summary["per_class_accuracy"]) == 10
     lines = (out / "metrics.csv").read_text().strip().splitlines()
     assert lines[0].startswith("epoch,train_loss") and len(lines) == 3
+
+
+def test_eval_finds_the_data_where_the_run_found_it(small_run, shared_data_dir, tmp_path, monkeypatch):
+    from digitlab.infer import evaluate_checkpoint
+
+    out, summary = small_run
+    recorded = json.loads((out / "config.json").read_text())["data_dir"]
+    assert Path(recorded).is_absolute() and Path(recorded).samefile(shared_data_dir)
+    monkeypatch.delenv("DIGITLAB_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # nowhere near the data: only the recorded folder finds it
+    report = evaluate_checkpoint(out, split="test")
+    assert report["images"] == 10000 and report["accuracy"] > 0.8
 
 
 def test_splits_are_saved_disjoint_and_deterministic(small_run, shared_data_dir):

@@ -5,7 +5,7 @@ The main entry points are importable from here; they load lazily, so `import dig
     import digitlab
     cfg = digitlab.get_preset("lenet5-classic").config(data_dir="../shared/datasets")
     summary = digitlab.fit(cfg, "runs/lenet5")
-    digitlab.predict("runs/lenet5", ["seven.png"])
+    digitlab.predict(["seven.png"], "runs/lenet5")
 """
 
 from importlib import import_module

@@ -101,7 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from digitlab.infer import predict
 
-    predictions = predict(args.checkpoint, args.images)
+    predictions = predict(args.images, args.checkpoint)
     if args.json:
         print(json.dumps([dataclasses.asdict(p) for p in predictions], indent=2))
         return

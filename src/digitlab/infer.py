@@ -87,16 +87,25 @@ class Prediction:
         return self.probabilities[self.index]
 
 
-def _checkpoint(checkpoint: str | Path | Checkpoint) -> Checkpoint:
-    return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+def as_checkpoint(checkpoint: str | Path | Checkpoint | None) -> Checkpoint:
+    """A loaded checkpoint: the one given, loaded from a run folder or file, or (None) the bundled MNIST
+    classifier (digitlab.pretrained)."""
+    if isinstance(checkpoint, Checkpoint):
+        return checkpoint
+    if checkpoint is None:
+        from digitlab.pretrained import bundled
+
+        checkpoint = bundled()
+    return load_checkpoint(checkpoint)
 
 
-def predict(checkpoint: str | Path | Checkpoint, images: list[Any]) -> list[Prediction]:
-    """Classify single-digit images: file paths, PIL images or arrays, any size and either polarity.
+def predict(images: list[Any], checkpoint: str | Path | Checkpoint | None = None) -> list[Prediction]:
+    """Classify single-digit images: file paths, PIL images or arrays, any size and either polarity,
+    with a checkpoint (run folder, file or loaded; None: the bundled MNIST classifier).
 
     Each goes through load_image (grayscale, polarity, MNIST-style 28x28) and then the checkpoint's own
     normalisation, the same function training used."""
-    ckpt = _checkpoint(checkpoint)
+    ckpt = as_checkpoint(checkpoint)
     batch = torch.from_numpy(np.stack([load_image(im) for im in images]))
     probs = predict_logits(ckpt.model, batch, ckpt.normalization).softmax(1)
     out = []
@@ -107,12 +116,17 @@ def predict(checkpoint: str | Path | Checkpoint, images: list[Any]) -> list[Pred
     return out
 
 
-def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, dataset: str | None = None, split: str = "test",
-                        data_dir: str | Path | None = None, out_dir: str | Path | None = None,
+def evaluate_checkpoint(checkpoint: str | Path | Checkpoint | None = None, dataset: str | None = None,
+                        split: str = "test", data_dir: str | Path | None = None, out_dir: str | Path | None = None,
                         batch_size: int = 1024, download: bool = False) -> dict[str, Any]:
-    """Accuracy, per-class accuracy and most-confused pairs; the confusion matrix goes to out_dir as PNG."""
-    ckpt = _checkpoint(checkpoint)
+    """Accuracy, per-class accuracy and most-confused pairs of a checkpoint (None: the bundled MNIST
+    classifier) on a dataset split (default: its own dataset's test split); the confusion matrix goes
+    to out_dir as PNG. Without data_dir the data is looked for where the run found it (its recorded
+    data folder), then where load_dataset looks by default."""
+    ckpt = as_checkpoint(checkpoint)
     dataset = dataset or ckpt.meta["dataset"]
+    if data_dir is None:
+        data_dir = recorded_data_dir(ckpt)
     data = load_dataset(dataset, split, data_dir=data_dir, download=download)
     classes = ckpt.classes
     result = evaluate(ckpt.model, data, ckpt.normalization, len(classes), batch_size)
@@ -129,3 +143,9 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, dataset: str | None
                        title=f"{ckpt.meta['model']} on {dataset}/{split}: accuracy {result.accuracy:.4f}")
         report["confusion_png"] = str(path)
     return report
+
+
+def recorded_data_dir(ckpt: Checkpoint) -> str | None:
+    """The data folder the checkpoint's run read its dataset from, when it still exists."""
+    recorded = ckpt.meta.get("config", {}).get("data_dir")
+    return recorded if recorded and Path(recorded).is_dir() else None

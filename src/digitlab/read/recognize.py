@@ -14,14 +14,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from digitlab.checkpoint import Checkpoint, load_checkpoint
-from digitlab.infer import predict_logits
+from digitlab.infer import as_checkpoint, predict_logits
 from digitlab.read import linereader, segment
 from digitlab.read.config import ReadConfig
 from digitlab.read.image import Page, load_gray, prepare
@@ -273,10 +272,6 @@ def without_unread_lines(lines: list[list[DigitReading]], ignored: list[Ignored]
     dropped = [Ignored(d.box, "a line of nothing but unreadable marks, beside lines that read")
                for line, out in zip(lines, unread) if out for d in line]
     return kept, ignored + dropped
-
-
-def as_checkpoint(checkpoint: str | PathLike | Checkpoint) -> Checkpoint:
-    return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(Path(checkpoint))
 
 
 @functools.cache

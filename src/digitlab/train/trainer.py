@@ -30,6 +30,7 @@ from digitlab.data import (
     normalize,
     parse_augment,
     ratio_split,
+    resolve_data_dir,
     to_model_input,
     to_unit,
 )
@@ -284,6 +285,8 @@ def _open_run(cfg: TrainConfig | None, out_dir, resume: bool, name: str | None) 
     """The config and folder of a new run, or of the run to resume (whose saved config wins)."""
     if not resume:
         cfg = cfg or TrainConfig()
+        # the data folder as this run finds it, absolute: eval and ensembles find the data there again
+        cfg = cfg.replace(data_dir=str(resolve_data_dir(cfg.data_dir).resolve()))
         out = Path(out_dir) if out_dir else default_run_dir(name or f"{cfg.model}-{cfg.dataset}")
         if (out / "config.json").exists():
             raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
