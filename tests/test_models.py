@@ -1,4 +1,5 @@
-"""The model zoo: every registered model on real digits, plus the registry and the classic LeNet-5."""
+"""The model zoo: every registered model's shapes and gradients (random tensors: these run without the
+datasets), its training on real digits, the registry and the classic LeNet-5."""
 
 import pytest
 import torch
@@ -16,6 +17,11 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() / 255 - 0.1307) / 0.3081).unsqueeze(1)
 
 
+def noise(n: int, channels: int = 1) -> torch.Tensor:
+    """(n, channels, 28, 28) standard-normal input, like normalised digits in scale; the same each call."""
+    return torch.randn(n, channels, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
 @pytest.fixture(scope="module")
 def digits(mnist_small) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = mnist_small
@@ -29,9 +35,9 @@ def test_the_zoo_has_the_required_models():
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 @pytest.mark.parametrize("in_channels,num_classes", [(1, 10), (1, 5), (3, 10)])
-def test_output_shape(name, in_channels, num_classes, digits):
+def test_output_shape(name, in_channels, num_classes):
     torch.manual_seed(0)
-    x = digits[0][:4].expand(-1, in_channels, -1, -1)
+    x = noise(4, in_channels)
     model = create_model(name, in_channels=in_channels, num_classes=num_classes).eval()
     with torch.no_grad():
         out = model(x)
@@ -40,14 +46,26 @@ def test_output_shape(name, in_channels, num_classes, digits):
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
-def test_forward_is_head_of_features(name, digits):
+def test_forward_is_head_of_features(name):
     torch.manual_seed(0)
     model = create_model(name).eval()
-    x = digits[0][:4]
+    x = noise(4)
     with torch.no_grad():
         features = model.forward_features(x)
         assert features.dim() == 4  # a feature map (B, C, H, W), pooled by the head
         torch.testing.assert_close(model.forward_head(features), model(x))
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_parameter_gets_a_gradient(name):
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    x, y = noise(8), torch.arange(8) % 10
+    F.cross_entropy(model(x), y).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{pname} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -135,7 +153,7 @@ def test_lenet5_improved_has_spp_and_honours_its_kwargs():
     assert not any(isinstance(m, nn.ReLU) for m in leaky.modules())
 
 
-def test_lenet_attention_masks_its_features(digits):
+def test_lenet_attention_masks_its_features():
     from digitlab.models.layers import SpatialAttention
 
     model = create_model("lenet-attention").eval()
@@ -144,7 +162,7 @@ def test_lenet_attention_masks_its_features(digits):
     with torch.no_grad():
         nn.init.constant_(attention.mask.weight, 0.0)
         nn.init.constant_(attention.mask.bias, -100.0)  # sigmoid(-100) ~ 0: everything masked out
-        assert model.forward_features(digits[0][:2]).abs().max() < 1e-6
+        assert model.forward_features(noise(2)).abs().max() < 1e-6
 
 
 def test_kwargs_survive_a_json_round_trip():
