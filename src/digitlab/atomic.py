@@ -7,6 +7,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @contextmanager
@@ -29,3 +33,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def save_arrays(path: str | os.PathLike, **arrays: Any) -> None:
+    """A compressed .npz of named arrays, written atomically (a run's drawn training data, its splits)."""
+    import numpy as np  # (here: importing this module stays cheap)
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+    """The arrays save_arrays wrote, or None when the file is missing or unreadable (draw them again)."""
+    import numpy as np
+
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError):
+        return None

@@ -19,6 +19,7 @@ holds a rejected digit that the line reader reads confidently.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -33,10 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from digitlab.atomic import load_arrays, save_arrays, write_text
 from digitlab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from digitlab.configs import config_from_dict
 from digitlab.errors import ConfigError
-from digitlab.models.linereader import LINE_HEIGHT, STRIDE, LineReaderNet
+from digitlab.models import create_model
+from digitlab.models.linereader import LINE_HEIGHT, STRIDE
 from digitlab.read import segment, synth
 from digitlab.read.config import ReadConfig
 from digitlab.read.errors import ReadError
@@ -44,6 +47,7 @@ from digitlab.read.image import Page, load_gray, prepare
 
 ROLE = "line-reader"  # meta["role"] of a line reader checkpoint
 DIGIT_HEIGHT = 22  # pixels: a digit of the page's typical height is scaled to this
+LINES = "lines.npz"  # a line reader run's drawn training and validation lines
 GEOMETRY = {"line_height": LINE_HEIGHT, "digit_height": DIGIT_HEIGHT, "stride": STRIDE}  # what line_image makes
 
 
@@ -292,113 +296,162 @@ def draw_lines(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, lcfg: 
     return out
 
 
-def _batches(lines: list[tuple[np.ndarray, list[int]]], size: int, rng: np.random.Generator | None,
-             ) -> list[list[int]]:
-    """Indices in batches of similar widths (little padding), in random order when rng is given."""
-    order = rng.permutation(len(lines)) if rng is not None else np.arange(len(lines))
+Lines = list[tuple[np.ndarray, list[int]]]  # (line image (LINE_HEIGHT, W) uint8, class indices) each
+
+
+def width_batches(lines: Lines, size: int, gen: torch.Generator | None) -> list[list[int]]:
+    """Indices in batches of similar widths (little padding), in an order drawn from `gen` when given."""
+    order = torch.randperm(len(lines), generator=gen).tolist() if gen is not None else list(range(len(lines)))
     out = []
     for i in range(0, len(order), size * 50):
         group = sorted(order[i:i + size * 50], key=lambda j: lines[j][0].shape[1])
         out += [group[k:k + size] for k in range(0, len(group), size)]
-    if rng is not None:
-        rng.shuffle(out)
+    if gen is not None:
+        out = [out[k] for k in torch.randperm(len(out), generator=gen).tolist()]
     return out
 
 
-def _loss(model: nn.Module, lines: list[tuple[np.ndarray, list[int]]], idx: list[int]) -> torch.Tensor:
-    x = batch([lines[j][0] for j in idx])
-    logp = model(x)
+class LineBatches:
+    """The training loop's batches of lines: index lists of similar widths, shuffled each epoch."""
+
+    def __init__(self, lines: Lines, size: int) -> None:
+        self.lines, self.size = lines, size
+        self.steps = len(width_batches(lines, size, None))
+
+    def epoch(self, gen: torch.Generator) -> list[list[int]]:
+        return width_batches(self.lines, self.size, gen)
+
+
+@dataclass(frozen=True)
+class CTCLoss:
+    """The CTC loss of a batch of line indices (mean over the lines of the loss per target digit)."""
+
+    lines: Lines
+    chance: float = 0.0  # (CTC has no uniform-guess level: divergence is measured against the first loss)
+
+    def __call__(self, model: nn.Module, idx: list[int]) -> tuple[torch.Tensor, int, None]:
+        return ctc_loss(model(batch([self.lines[j][0] for j in idx])), self.lines, idx), len(idx), None
+
+
+def ctc_loss(logp: torch.Tensor, lines: Lines, idx: list[int]) -> torch.Tensor:
+    """CTC loss of (T, N, C+1) log-probabilities of lines[idx]."""
     steps = torch.tensor([frames(lines[j][0].shape[1]) for j in idx], dtype=torch.long)
     targets = torch.tensor([c for j in idx for c in lines[j][1]], dtype=torch.long)
     lengths = torch.tensor([len(lines[j][1]) for j in idx], dtype=torch.long)
     return F.ctc_loss(logp, targets, steps, lengths, blank=logp.shape[2] - 1, zero_infinity=True)
 
 
-def accuracy(model: nn.Module, lines: list[tuple[np.ndarray, list[int]]], size: int = 64) -> float:
-    """Share of lines read exactly right (best path decoding)."""
+def evaluate_lines(model: nn.Module, lines: Lines, size: int = 64) -> tuple[float, float]:
+    """(CTC loss, share of lines read exactly right by best path decoding) over `lines`, in eval mode."""
     model.eval()
-    right = 0
+    right, loss = 0, 0.0
     with torch.inference_mode():
-        for idx in _batches(lines, size, None):
+        for idx in width_batches(lines, size, None):
             logp = model(batch([lines[j][0] for j in idx]))
+            loss += float(ctc_loss(logp, lines, idx)) * len(idx)
             for i, j in enumerate(idx):
                 right += greedy(logp[:frames(lines[j][0].shape[1]), i].numpy())[0] == lines[j][1]
-    return right / max(1, len(lines))
+    return loss / max(1, len(lines)), right / max(1, len(lines))
 
 
-def fit_line_reader(train: list[tuple[np.ndarray, list[int]]], val: list[tuple[np.ndarray, list[int]]],
-                    lcfg: LineReaderConfig, log: Callable[[str], None] = print, progress: bool = True,
-                    model: LineReaderNet | None = None) -> tuple[LineReaderNet, dict[str, Any]]:
-    """Train a LineReaderNet with CTC (Adam, one-cycle) -> (model in eval mode, metrics). `model`: the
-    network to train further, else a new one."""
-    from tqdm import tqdm
+def fit_line_reader(train: Lines, val: Lines, lcfg: LineReaderConfig, log: Callable[[str], None] = print,
+                    progress: bool = True, model: nn.Module | None = None, out: Path | None = None,
+                    resume: bool = False, dataset: str = "mnist") -> tuple[nn.Module, dict[str, Any]]:
+    """Train the line reader with CTC through the one training loop (Adam, one-cycle with 15% warm-up,
+    gradients clipped at norm 5, the last epoch kept; with a run folder `out`, its checkpoints, metrics
+    and resume) -> (model in eval mode, metrics). `model`: the network to train further, else a new one."""
+    from digitlab.train import TrainConfig
+    from digitlab.train.loop import train_loop
 
+    tcfg = TrainConfig(model="line-reader", epochs=lcfg.epochs, batch_size=lcfg.batch_size, optimizer="adam",
+                       lr=lcfg.lr, schedule="onecycle", warmup=0.15, clip_grad=5.0, keep="last", seed=lcfg.seed,
+                       threads=lcfg.threads)
     torch.manual_seed(lcfg.seed)
-    rng = np.random.default_rng(lcfg.seed)
-    model = model if model is not None else LineReaderNet(10, lcfg.width, lcfg.hidden)
-    steps = len(_batches(train, lcfg.batch_size, None))
-    opt = torch.optim.Adam(model.parameters(), lr=lcfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lcfg.lr, total_steps=steps * lcfg.epochs, pct_start=0.15)
-    history = []
-    for epoch in range(lcfg.epochs):
-        model.train()
-        started, total = time.perf_counter(), 0.0
-        for idx in tqdm(_batches(train, lcfg.batch_size, rng), desc=f"epoch {epoch + 1}/{lcfg.epochs}",
-                        disable=not progress, leave=False):
-            loss = _loss(model, train, idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            total += loss.item()
-        acc = accuracy(model, val)
-        history.append({"epoch": epoch + 1, "loss": total / steps, "val_line_accuracy": acc,
-                        "seconds": time.perf_counter() - started})
-        log(f"epoch {epoch + 1}: loss {total / steps:.4f}, val lines read exactly {acc:.4f}, "
-            f"{time.perf_counter() - started:.0f} s")
+    model = model if model is not None else create_model("line-reader", width=lcfg.width, hidden=lcfg.hidden)
+    result = train_loop(model, LineBatches(train, lcfg.batch_size), CTCLoss(train), tcfg, out=out, resume=resume,
+                        meta=line_reader_meta(lcfg, dataset), validate=lambda m: evaluate_lines(m, val),
+                        progress=progress, log=log, desc="line reader")
+    if result.diverged:
+        raise ConfigError(f"the line reader's {result.diverged}")
+    history = [{"epoch": r["epoch"], "loss": r["train_loss"], "val_line_accuracy": r["val_accuracy"],
+                "seconds": r["seconds"]} for r in result.history]
     return model.eval(), {"val_line_accuracy": history[-1]["val_line_accuracy"], "history": history,
                           "train_lines": len(train), "val_lines": len(val)}
 
 
-def train_line_reader(lcfg: LineReaderConfig, out_dir: str | Path, data_dir: str | PathLike | None = None,
-                      log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Draw labelled lines from training digits, train the line reader, save it to out_dir as a digitlab
-    checkpoint (role "line-reader") and return its metrics."""
+def train_line_reader(lcfg: LineReaderConfig | None, out_dir: str | Path, data_dir: str | PathLike | None = None, *,
+                      resume: bool = False, progress: bool = True, log: Callable[[str], None] = print,
+                      ) -> dict[str, Any]:
+    """Draw labelled lines from training digits, train the line reader through the one training loop and
+    save it to the run folder out_dir as a digitlab checkpoint (role "line-reader"); return its metrics.
+    The folder holds what a training run's does (config.json, metrics.csv, state.pt, summary.json) and
+    the drawn lines (lines.npz), so that resume=True continues an interrupted run (its saved config
+    wins; lcfg may be None)."""
+    from digitlab.train.loop import open_run, write_config
+
     started = time.perf_counter()
+    lcfg, out = open_run(lcfg, out_dir, resume, LineReaderConfig)
     torch.set_num_threads(lcfg.threads)
-    dataset, digits, labels = synth.training_digits(lcfg.run, data_dir)
     start = None
     if lcfg.init:
         start = load_line_reader(lcfg.init)
-        if start.meta["dataset"] != dataset:
-            raise ConfigError(f"init: {lcfg.init} reads {start.meta['dataset']}, but these lines are drawn "
-                              f"from {dataset} digits")
         lcfg = dataclasses.replace(lcfg, **{k: start.meta["model_args"][k] for k in ("width", "hidden")})
     log(f"line reader config: {lcfg.to_dict()}")
-    log(f"drawing {lcfg.images} training images from {len(labels)} {dataset} training digits ...")
-    train = draw_lines(digits, labels, lcfg.images, lcfg.seed, lcfg, log)
-    val = draw_lines(digits, labels, lcfg.val_images, lcfg.seed + 10_000, lcfg)
+    cached = load_arrays(out / LINES) if resume else None
+    if cached is None:
+        dataset, digits, labels = synth.training_digits(lcfg.run, data_dir)
+        if start is not None and start.meta["dataset"] != dataset:
+            raise ConfigError(f"init: {lcfg.init} reads {start.meta['dataset']}, but these lines are drawn "
+                              f"from {dataset} digits")
+        if not resume:
+            write_config(out, lcfg)
+        log(f"drawing {lcfg.images} training images from {len(labels)} {dataset} training digits ...")
+        train = draw_lines(digits, labels, lcfg.images, lcfg.seed, lcfg, log)
+        val = draw_lines(digits, labels, lcfg.val_images, lcfg.seed + 10_000, lcfg)
+        save_arrays(out / LINES, **pack_lines(train, "train"), **pack_lines(val, "val"), dataset=np.array(dataset))
+    else:
+        train, val, dataset = unpack_lines(cached, "train"), unpack_lines(cached, "val"), str(cached["dataset"])
     log(f"{len(train)} training lines, {len(val)} validation lines, {time.perf_counter() - started:.0f} s")
-    model, metrics = fit_line_reader(train, val, lcfg, log, model=start.model if start is not None else None)
+    model, metrics = fit_line_reader(train, val, lcfg, log, progress, start.model if start is not None else None,
+                                     out=out, resume=resume, dataset=dataset)
     metrics["seconds"] = time.perf_counter() - started
     if start is not None:  # which weights it started from, wherever lcfg.init pointed at the time
         metrics["init_weights_sha256"] = start.meta["weights_sha256"]
-    save_line_reader(out_dir, model, lcfg, metrics, dataset)
-    log(f"line reader saved to {out_dir}: val lines read exactly {metrics['val_line_accuracy']:.4f}, "
+    save_line_reader(out, model, lcfg, metrics, dataset)
+    write_text(out / "summary.json", json.dumps({"role": ROLE, "dataset": dataset, **metrics}, indent=2))
+    log(f"line reader saved to {out}: val lines read exactly {metrics['val_line_accuracy']:.4f}, "
         f"{metrics['seconds']:.0f} s")
     return metrics
 
 
-def save_line_reader(out_dir: str | Path, model: LineReaderNet, lcfg: LineReaderConfig, metrics: dict[str, Any],
-                     dataset: str) -> None:
+def pack_lines(lines: Lines, name: str) -> dict[str, np.ndarray]:
+    """Lines as four arrays (for an .npz): the images side by side, their widths, the digits, their counts."""
+    return {f"{name}_images": np.concatenate([img for img, _ in lines], 1) if lines else np.zeros((LINE_HEIGHT, 0),
+                                                                                                    np.uint8),
+            f"{name}_widths": np.array([img.shape[1] for img, _ in lines], np.int64),
+            f"{name}_digits": np.array([c for _, text in lines for c in text], np.int64),
+            f"{name}_counts": np.array([len(text) for _, text in lines], np.int64)}
+
+
+def unpack_lines(arrays: dict[str, np.ndarray], name: str) -> Lines:
+    images = np.split(arrays[f"{name}_images"], np.cumsum(arrays[f"{name}_widths"])[:-1], axis=1)
+    digits = np.split(arrays[f"{name}_digits"], np.cumsum(arrays[f"{name}_counts"])[:-1])
+    return [(img, d.tolist()) for img, d in zip(images, digits)] if len(arrays[f"{name}_widths"]) else []
+
+
+def line_reader_meta(lcfg: LineReaderConfig, dataset: str, **extra: Any) -> dict[str, Any]:
+    """What a line reader checkpoint records: its network, role, dataset and classes, the line geometry
+    and reading config its line images were made with, and its config."""
     from digitlab.data import get_spec
 
-    meta = {"model": "line-reader", "model_args": {"num_classes": 10, "width": lcfg.width, "hidden": lcfg.hidden},
-            "role": ROLE, "dataset": dataset, "classes": list(get_spec(dataset).classes),
-            **GEOMETRY,
-            "config": lcfg.to_dict(), "metrics": metrics}
-    save_checkpoint(out_dir, model, meta)
+    return {"model": "line-reader", "model_args": {"num_classes": 10, "width": lcfg.width, "hidden": lcfg.hidden},
+            "role": ROLE, "dataset": dataset, "classes": list(get_spec(dataset).classes), **GEOMETRY,
+            "read_config": ReadConfig().to_dict(), "config": lcfg.to_dict(), **extra}
+
+
+def save_line_reader(out_dir: str | Path, model: nn.Module, lcfg: LineReaderConfig, metrics: dict[str, Any],
+                     dataset: str) -> None:
+    save_checkpoint(out_dir, model, line_reader_meta(lcfg, dataset, metrics=metrics))
 
 
 def load_line_reader(path: str | PathLike | Checkpoint) -> Checkpoint:

@@ -20,6 +20,7 @@ the classifier's classes with the verifier's, and reads a candidate as a pair wh
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import cv2
 import numpy as np
 import torch
 
+from digitlab.atomic import load_arrays, save_arrays, write_text
 from digitlab.checkpoint import Checkpoint, load_checkpoint
 from digitlab.configs import config_from_dict
 from digitlab.errors import ConfigError
@@ -41,6 +43,7 @@ from digitlab.read.image import load_gray, prepare
 
 NOT_A_DIGIT = "not a digit"
 ROLE = "verifier"  # meta["role"] of a verifier checkpoint
+CROPS = "crops.npz"  # a verifier run's drawn training and validation crops
 
 
 @dataclass(frozen=True)
@@ -249,26 +252,41 @@ def load_verifier(path: str | PathLike | Checkpoint) -> Checkpoint:
     return ckpt
 
 
-def train_verifier(vcfg: VerifierConfig, out_dir: str | Path, data_dir: str | PathLike | None = None,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Draw labelled crops from training digits (synth.training_digits), train the verifier, save it to out_dir as a
-    digitlab checkpoint (role "verifier") and return its metrics (accuracy on held-out images)."""
+def train_verifier(vcfg: VerifierConfig | None, out_dir: str | Path, data_dir: str | PathLike | None = None, *,
+                   resume: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Draw labelled crops from training digits (synth.training_digits), train the verifier through the
+    one training loop and save it to the run folder out_dir as a digitlab checkpoint (role "verifier");
+    return its metrics (accuracy on held-out images). The folder holds what a training run's does
+    (config.json, metrics.csv, state.pt, summary.json) and the drawn crops (crops.npz), so that
+    resume=True continues an interrupted run (its saved config wins; vcfg may be None)."""
+    from digitlab.train.loop import open_run, write_config
+
     started = time.perf_counter()
+    vcfg, out = open_run(vcfg, out_dir, resume, VerifierConfig)
     if vcfg.threads:
         torch.set_num_threads(vcfg.threads)
     log(f"verifier config: {vcfg.to_dict()}")
-    dataset, digits, labels = synth.training_digits(vcfg.run, data_dir)
-    log(f"drawing {vcfg.images} training images from {len(labels)} {dataset} training digits ...")
-    x, y = make_crops(digits, labels, vcfg.images, vcfg.seed, vcfg, log=log, pair_images=vcfg.pair_images)
-    vx, vy = make_crops(digits, labels, vcfg.val_images, vcfg.seed + 10_000, vcfg,
-                        pair_images=vcfg.pair_images * vcfg.val_images // vcfg.images)
+    cached = load_arrays(out / CROPS) if resume else None
+    if cached is None:
+        dataset, digits, labels = synth.training_digits(vcfg.run, data_dir)
+        if not resume:
+            write_config(out, vcfg)
+        log(f"drawing {vcfg.images} training images from {len(labels)} {dataset} training digits ...")
+        x, y = make_crops(digits, labels, vcfg.images, vcfg.seed, vcfg, log=log, pair_images=vcfg.pair_images)
+        vx, vy = make_crops(digits, labels, vcfg.val_images, vcfg.seed + 10_000, vcfg,
+                            pair_images=vcfg.pair_images * vcfg.val_images // vcfg.images)
+        save_arrays(out / CROPS, x=x.numpy(), y=y.numpy(), vx=vx.numpy(), vy=vy.numpy(), dataset=np.array(dataset))
+    else:
+        x, y, vx, vy = (torch.from_numpy(cached[k]) for k in ("x", "y", "vx", "vy"))
+        dataset = str(cached["dataset"])
     log(f"{len(y)} training crops ({(y < 10).float().mean():.0%} one digit, {is_pair(y).float().mean():.1%} "
         f"a merged pair), {len(vy)} validation crops, "
         f"{time.perf_counter() - started:.0f} s")
-    model, metrics = fit_verifier(x, y, vx, vy, vcfg, log, dataset)
+    model, metrics = fit_verifier(x, y, vx, vy, vcfg, log, dataset, out=out, resume=resume, progress=progress)
     metrics["seconds"] = time.perf_counter() - started
-    save_verifier(out_dir, model, vcfg, metrics, dataset=dataset)
-    log(f"verifier saved to {out_dir}: one-digit-or-not accuracy {metrics['val_single_accuracy']:.4f} "
+    save_verifier(out, model, vcfg, metrics, dataset=dataset)
+    write_text(out / "summary.json", json.dumps({"role": ROLE, "dataset": dataset, **metrics}, indent=2))
+    log(f"verifier saved to {out}: one-digit-or-not accuracy {metrics['val_single_accuracy']:.4f} "
         f"(single digits kept {metrics['val_recall_single']:.4f}, others caught "
         f"{metrics['val_recall_not_a_digit']:.4f}), all classes {metrics['val_accuracy']:.4f}"
         + (f", merged pairs read right {metrics['val_pair_accuracy']:.4f}" if vcfg.pairs else "") + ", "
@@ -277,44 +295,43 @@ def train_verifier(vcfg: VerifierConfig, out_dir: str | Path, data_dir: str | Pa
 
 
 def fit_verifier(x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, vcfg: VerifierConfig,
-                 log: Callable[[str], None] = print, dataset: str = "mnist") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train vcfg.model (classes_of(vcfg)) on crops x (N, 28, 28) uint8 with targets y with the trainer's own
-    batches and epoch loop; fit its temperature and measure it on the validation crops vx, vy."""
-    from tqdm import tqdm
-
-    from digitlab.calibrate import fit_temperature
+                 log: Callable[[str], None] = print, dataset: str = "mnist", *, out: Path | None = None,
+                 resume: bool = False, progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train vcfg.model (classes_of(vcfg)) on crops x (N, 28, 28) uint8 with targets y through the one
+    training loop (one-cycle Adam, the last epoch kept; with a run folder `out`, its checkpoints, metrics
+    and resume); calibrate it and measure it on the validation crops vx, vy."""
     from digitlab.data import get_spec
-    from digitlab.infer import predict_logits
+    from digitlab.infer import predict_logits, score_logits
     from digitlab.models import create_model
     from digitlab.train import TrainConfig
-    from digitlab.train.trainer import batches, make_optimizer, make_scheduler, train_epoch
+    from digitlab.train.loop import ClassificationLoss, ImageBatches, calibrate, train_loop
 
     norm = get_spec(dataset).normalization
+    classes = classes_of(vcfg)
     tcfg = TrainConfig(model=vcfg.model, epochs=vcfg.epochs, batch_size=vcfg.batch_size, lr=vcfg.lr,
-                       schedule="onecycle", seed=vcfg.seed, threads=vcfg.threads)
+                       schedule="onecycle", keep="last", seed=vcfg.seed, threads=vcfg.threads)
     torch.manual_seed(vcfg.seed)
-    gen = torch.Generator().manual_seed(vcfg.seed)
-    model = create_model(vcfg.model, num_classes=len(classes_of(vcfg)))
-    steps = max(1, len(y) // vcfg.batch_size)
-    opt = make_optimizer(tcfg, model.parameters())
-    sched = make_scheduler(tcfg, opt, steps)
-    ref_loss: list[float] = []
-    for epoch in range(vcfg.epochs):
-        data = batches(x, y, norm, vcfg.batch_size, steps, gen, None, torch.contiguous_format)
-        with tqdm(total=steps, desc=f"verifier epoch {epoch + 1}/{vcfg.epochs}", unit="batch", leave=False) as bar:
-            loss, acc, _ = train_epoch(model, opt, sched, data, tcfg, epoch, ref_loss, bar)
-        log(f"epoch {epoch + 1}/{vcfg.epochs}: loss {loss:.4f}, train accuracy {acc:.4f}")
+    model = create_model(vcfg.model, num_classes=len(classes))
+
+    def validate(m: torch.nn.Module) -> tuple[float, float]:
+        val = score_logits(predict_logits(m, vx, norm), vy, len(classes))
+        return val.loss, val.accuracy
+
+    result = train_loop(model, ImageBatches(x, y, norm, vcfg.batch_size), ClassificationLoss(len(classes)), tcfg,
+                        out=out, resume=resume, meta=verifier_meta(vcfg, dataset), validate=validate,
+                        progress=progress, log=log, desc="verifier")
+    if result.diverged:
+        raise ConfigError(f"the verifier's {result.diverged}")
     model.eval()
-    logits = predict_logits(model, vx, norm)
-    temperature = fit_temperature(logits, vy)
-    pred = logits.argmax(1)
+    cal = calibrate(model, vx, vy, norm, log=lambda note: None)  # thousands of misread crops: no note needed
+    pred = cal.logits.argmax(1)
     truth_single, said_single = vy < 10, pred < 10
     metrics = {
         "val_accuracy": float((pred == vy).float().mean()),  # all classes
         "val_single_accuracy": float((truth_single == said_single).float().mean()),  # one digit or not
         "val_recall_single": float(said_single[truth_single].float().mean()),
         "val_recall_not_a_digit": float((~said_single)[~truth_single].float().mean()),
-        "val_crops": len(vy), "train_crops": len(y), "temperature": temperature,
+        "val_crops": len(vy), "train_crops": len(y), "temperature": cal.temperature,
     }
     if vcfg.pairs:
         pair = is_pair(vy)
@@ -323,15 +340,24 @@ def fit_verifier(x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.T
     return model, metrics
 
 
-def save_verifier(out_dir: str | Path, model: torch.nn.Module, vcfg: VerifierConfig, metrics: dict[str, Any],
-                  read_config: ReadConfig | None = None, dataset: str = "mnist") -> Path:
-    """Save a trained verifier as a self-describing digitlab checkpoint (role "verifier")."""
-    from digitlab.checkpoint import model_meta, save_checkpoint
+def verifier_meta(vcfg: VerifierConfig, dataset: str = "mnist", read_config: ReadConfig | None = None,
+                  **extra: Any) -> dict[str, Any]:
+    """What a verifier checkpoint records: the classifier meta of its classes, its role, its config and
+    the reading config whose crops it learnt."""
+    from digitlab.checkpoint import model_meta
     from digitlab.data import get_spec
 
     spec = get_spec(dataset)
     classes = classes_of(vcfg, spec.classes)
-    meta = model_meta(vcfg.model, {"in_channels": 1, "num_classes": len(classes)}, dataset, classes, spec.normalization,
-                      role=ROLE, temperature=metrics["temperature"], config=vcfg.to_dict(),
-                      read_config=(read_config or ReadConfig()).to_dict(), metrics=metrics)
+    return model_meta(vcfg.model, {"in_channels": 1, "num_classes": len(classes)}, dataset, classes,
+                      spec.normalization, role=ROLE, config=vcfg.to_dict(),
+                      read_config=(read_config or ReadConfig()).to_dict(), **extra)
+
+
+def save_verifier(out_dir: str | Path, model: torch.nn.Module, vcfg: VerifierConfig, metrics: dict[str, Any],
+                  read_config: ReadConfig | None = None, dataset: str = "mnist") -> Path:
+    """Save a trained verifier as a self-describing digitlab checkpoint (role "verifier")."""
+    from digitlab.checkpoint import save_checkpoint
+
+    meta = verifier_meta(vcfg, dataset, read_config, temperature=metrics["temperature"], metrics=metrics)
     return save_checkpoint(out_dir, model, meta)

@@ -39,6 +39,8 @@ class TrainConfig:
     schedule: str = "constant"
     step_epochs: int = 5  # schedule "step": multiply lr by gamma every this many epochs
     gamma: float = 0.1
+    warmup: float = 0.3  # schedule "onecycle": share of the steps over which lr rises to its peak
+    clip_grad: float = 0.0  # clip the gradients' global norm to this (0: off)
     init: str = "default"
     label_smoothing: float = 0.0
     augment: str = ""  # "" off, else e.g. "rotation=10,scale=0.9:1.1,translate=0.1,elastic=8"
@@ -64,6 +66,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.warmup < 1:
+            raise ConfigError(f"warmup must be in (0, 1), got {self.warmup}")
+        if self.clip_grad < 0:
+            raise ConfigError(f"clip_grad must be >= 0, got {self.clip_grad}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         want = 2 if self.test_split else 3

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from digitlab.atomic import write_text
-from digitlab.calibrate import calibration_note, fit_temperature, logit_reference
 from digitlab.checkpoint import load_checkpoint, model_meta, resolve, save_checkpoint
 from digitlab.errors import ConfigError
-from digitlab.infer import evaluate, predict_logits, score_logits
+from digitlab.infer import evaluate, score_logits
 from digitlab.models.ensemble import NAME, Ensemble
 from digitlab.train.config import TrainConfig
+from digitlab.train.loop import calibrate
 from digitlab.train.trainer import prepare_data
 
 SPLITS = "splits.npz"
@@ -69,11 +69,8 @@ def build_ensemble(runs: Sequence[str | PathLike], out: str | PathLike, data_dir
     model.eval()
     norm, n = ckpts[0].normalization, len(first["classes"])
     log(f"{len(ckpts)} members; calibrating on {len(data.val):,} validation images, testing on {len(data.test):,}")
-    val_logits = predict_logits(model, data.val.images, norm)
-    temperature, reference = fit_temperature(val_logits, data.val.labels), logit_reference(val_logits)
-    val_errors = int((val_logits.argmax(1) != data.val.labels).sum())
-    if note := calibration_note(val_errors):
-        log(f"note: {note}")
+    cal = calibrate(model, data.val.images, data.val.labels, norm, log)
+    temperature, reference, val_errors = cal.temperature, cal.logit_reference, cal.errors
     member_tests = [evaluate(c.model, data.test, norm, n) for c in ckpts]
     # the ensemble's logits are its members' mean: no second pass over the test set
     test = score_logits(torch.stack([e.logits for e in member_tests]).mean(0), data.test.labels, n)
