@@ -14,7 +14,7 @@ from digitlab.errors import ConfigError
 from digitlab.read import ReadError, linereader, segment, synth
 from digitlab.read.config import ReadConfig
 from digitlab.read.image import prepare
-from digitlab.read.recognize import read
+from digitlab.read.recognize import ReadWarning, helper_notes, read
 
 
 def frames_for(text: str, per: int = 5, blank_gap: int = 2, p: float = 0.98) -> torch.Tensor:
@@ -145,7 +145,19 @@ def test_a_line_reader_of_another_dataset_is_not_asked(read_model, test_digits, 
     fake.meta["dataset"] = "kannada-mnist"
     digits = sure_digits(ckpt, *test_digits)
     says[0] = "1111"
-    assert read(string_image(digits, "3859"), ckpt, line_reader=fake).text == "3859"
+    with pytest.warns(ReadWarning, match="line reader learnt kannada-mnist digits, the model mnist: it is not used"):
+        assert read(string_image(digits, "3859"), ckpt, line_reader=fake).text == "3859"
+
+
+def test_helpers_trained_on_other_crops_are_named(read_model):
+    ckpt, _ = read_model
+    cfg = ReadConfig()
+    trained = {**cfg.to_dict(), "text_target": 40, "reject_below": 0.9}  # one crop setting, one scoring one
+    helper = Checkpoint(model=ckpt.model, meta={**ckpt.meta, "read_config": trained})
+    notes = helper_notes(ckpt, cfg, helper, helper)
+    assert notes == [f"the {w} learnt crops made with other reading settings (text_target 40 -> 32): it may read "
+                     "worse" for w in ("verifier", "line reader")]
+    assert helper_notes(ckpt, dataclasses.replace(cfg, text_target=40, reject_below=0.1), helper, None) == []
 
 
 def test_a_briefly_trained_line_reader_saves_loads_and_reads(shared_data_dir, tmp_path, read_model, test_digits):

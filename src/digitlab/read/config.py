@@ -172,3 +172,20 @@ class ReadConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Settings that only score and decide between candidates: everything else changes the crops and line
+# images the reader makes, which its verifier and line reader learnt from
+SCORING = frozenset({
+    "digit_logit", "digit_logit_softness", "verifier_weight", "verifier_classes", "pair_weight", "pair_penalty",
+    "pair_min", "pair_min_width", "pair_halves", "line_margin", "line_margin_count", "line_accept",
+    "reject_below", "reject_width", "max_fill", "reject_logit", "keep_unread_lines", "batch_size", "max_pixels",
+})
+
+
+def crop_settings_differ(trained: dict[str, Any], cfg: ReadConfig) -> list[str]:
+    """The settings that make crops (not SCORING) on which `cfg` differs from the reading config a
+    helper recorded when it was trained ("name trained -> now")."""
+    now = cfg.to_dict()
+    return [f"{k} {trained[k]} -> {now[k]}" for k in now
+            if k not in SCORING and k in trained and trained[k] != now[k]]

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 from digitlab.checkpoint import Checkpoint, load_checkpoint
 from digitlab.infer import as_checkpoint, predict_logits
 from digitlab.read import linereader, segment
-from digitlab.read.config import ReadConfig
+from digitlab.read.config import ReadConfig, crop_settings_differ
 from digitlab.read.image import Page, load_gray, prepare
 from digitlab.read.verifier import beside as verifier_beside
 from digitlab.read.verifier import load_verifier, logsumexp, pair_logp, single_digit_logp, verifier_logp
@@ -310,9 +311,35 @@ def read(image: Any, checkpoint: str | PathLike | Checkpoint | None = None, conf
     ckpt = as_checkpoint(checkpoint)
     checker = load_verifier(verifier) if verifier is not None else None
     second = linereader.load_line_reader(line_reader) if line_reader is not None else None
+    for note in helper_notes(ckpt, cfg, checker, second):
+        warnings.warn(note, ReadWarning, stacklevel=2)
     gray, scale, name = load_gray(image, cfg)
     page = prepare(gray, cfg, scale, name)
     return recognize(page, ckpt, cfg, started, checker, second)
+
+
+class ReadWarning(UserWarning):
+    """A reader's helper that is used with a caveat, or not used: shown once per message."""
+
+
+def helper_notes(ckpt: Checkpoint, cfg: ReadConfig, verifier: Checkpoint | None,
+                 line_reader: Checkpoint | None) -> list[str]:
+    """One line per way the verifier or line reader does not fit this reading: learnt from another
+    dataset's digits than the classifier's (a line reader is then not used; a verifier only weighs
+    candidates as one digit or not), or from crops made with other reading settings."""
+    notes = []
+    dataset = ckpt.meta.get("dataset")
+    for what, helper, effect in (("verifier", verifier, "it only weighs whether a crop is one digit"),
+                                 ("line reader", line_reader, "it is not used")):
+        if helper is None:
+            continue
+        if helper.meta.get("dataset") != dataset:
+            notes.append(f"the {what} learnt {helper.meta.get('dataset')} digits, the model {dataset}: {effect}")
+        differ = crop_settings_differ(helper.meta.get("read_config") or {}, cfg)
+        if differ:
+            notes.append(f"the {what} learnt crops made with other reading settings ({', '.join(differ[:4])}"
+                         + (f" and {len(differ) - 4} more" if len(differ) > 4 else "") + "): it may read worse")
+    return notes
 
 
 def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | None = None,
