@@ -55,7 +55,8 @@ def main() -> None:
             report, _ = evaluate_items(((str(i), s.image, s.text) for i, s in enumerate(samples)), ckpt, cfg,
                                        verifier=checker, line_reader=second)
             ceiling = float(np.mean([all(right[i] for line in s.indices for i in line) for s in samples]))
-            row = {"run": run, "dataset": ckpt.meta["dataset"], "model": ckpt.meta["model"], "variant": name,
+            row = {"run": report_io.portable(run), "weights_sha256": ckpt.meta["weights_sha256"],
+                   "dataset": ckpt.meta["dataset"], "model": ckpt.meta["model"], "variant": name,
                    "seed": SEEDS[name], "n": args.n, "verifier": checker is not None,
                    "line_reader": second is not None, "held_out_digits": len(labels),
                    "digit_accuracy_28x28": float(right.mean()), "ceiling": ceiling,

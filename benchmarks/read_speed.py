@@ -86,7 +86,8 @@ def main() -> None:
     env = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "opencv": cv2.__version__, "load_average": os.getloadavg()}
-    report = {"benchmark": "read_speed", "checkpoint": str(args.checkpoint), "model": ckpt.meta["model"],
+    report = {"benchmark": "read_speed", "checkpoint": report_io.portable(args.checkpoint),
+              "weights_sha256": ckpt.meta["weights_sha256"], "model": ckpt.meta["model"],
               "verifier": helper_path(args.verifier, args.checkpoint, "verifier"),
               "line_reader": helper_path(args.line_reader, args.checkpoint, "line-reader"),
               "image": {"width": SIZE[0], "height": SIZE[1], "format": "JPEG q85", "digits": 10},

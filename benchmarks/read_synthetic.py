@@ -76,14 +76,15 @@ def helper_path(given: str | None, checkpoint: str, kind: str) -> str | None:
     one in the run folder (CHECKPOINT/verifier, CHECKPOINT/line-reader); None for none."""
     if given == "none":
         return None
-    found = (verifier if kind == "verifier" else linereader).beside(checkpoint)
-    return given or (str(found) if found else None)
+    found = given or (verifier if kind == "verifier" else linereader).beside(checkpoint)
+    return report_io.portable(found) if found else None
 
 
 def add_reader_options(parser: argparse.ArgumentParser) -> None:
     """The options the reading benchmarks share: the checkpoint, the data and the thread count."""
-    parser.add_argument("--checkpoint", default=os.environ.get("DIGITLAB_MODEL") or str(bundled()),
-                        help="run folder or .safetensors (default $DIGITLAB_MODEL, else the bundled MNIST reader)")
+    parser.add_argument("--checkpoint", default=os.environ.get("DIGITLAB_CHECKPOINT") or str(bundled()),
+                        help="run folder or .safetensors (default $DIGITLAB_CHECKPOINT, else the bundled MNIST "
+                             "reader)")
     parser.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--verifier", default=os.environ.get("DIGITLAB_VERIFIER"),
@@ -161,14 +162,17 @@ def main() -> None:
     env = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
     verifying = {"path": helper_path(args.verifier, args.checkpoint, "verifier"), "model": checker.meta["model"],
-                 "metrics": checker.meta["metrics"]} if checker is not None else None
+                 "weights_sha256": checker.meta["weights_sha256"], "metrics": checker.meta["metrics"]} \
+        if checker is not None else None
     lines = {"path": helper_path(args.line_reader, args.checkpoint, "line-reader"),
-             "metrics": second.meta["metrics"]} if second is not None else None
-    out = {"benchmark": "read_synthetic", "checkpoint": str(args.checkpoint), "model": ckpt.meta["model"],
+             "weights_sha256": second.meta["weights_sha256"], "metrics": second.meta["metrics"]} \
+        if second is not None else None
+    out = {"benchmark": "read_synthetic", "checkpoint": report_io.portable(args.checkpoint),
+           "weights_sha256": ckpt.meta["weights_sha256"], "model": ckpt.meta["model"],
            "verifier": verifying, "line_reader": lines,
            "temperature": ckpt.meta["temperature"], "logit_reference": ckpt.meta["logit_reference"],
            "config": cfg.to_dict(), "env": env, "results": results, "seconds": time.perf_counter() - started}
-    md = [f"# Reading synthetic digit strings ({ckpt.meta['model']}, {args.checkpoint})", "",
+    md = [f"# Reading synthetic digit strings ({ckpt.meta['model']}, {report_io.portable(args.checkpoint)})", "",
           "Strings of 1-10 MNIST *test* digits drawn by `digitlab.read.synth` (see `EASY`, `HARD`), read by "
           "`digitlab.read.read` with the default `ReadConfig`, "
           + (f"verifier {verifying['model']} ({verifying['path']}, trained on crops of MNIST *train* strings; "

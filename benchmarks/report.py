@@ -25,19 +25,8 @@ def portable(path: str | os.PathLike) -> str:
         return p.name
 
 
-def _portable_strings(value):
-    """The report with every absolute path among its strings made portable (a safety net for writers)."""
-    if isinstance(value, dict):
-        return {k: _portable_strings(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_portable_strings(v) for v in value]
-    if isinstance(value, str) and os.path.isabs(value) and "\n" not in value:
-        return portable(value)
-    return value
-
-
 def save(name: str, report: dict, markdown: str) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(_portable_strings(report), indent=2))
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
     (RESULTS / f"{name}.md").write_text(markdown.rstrip("\n") + "\n")
     print(f"saved {RESULTS / name}.json and .md")
