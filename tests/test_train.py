@@ -319,3 +319,12 @@ def test_ensemble_averages_runs_that_share_a_split(shared_data_dir, tmp_path, ca
     with pytest.raises(ConfigError, match="at least two runs"):
         build_ensemble(runs[:1], tmp_path / "refused", log=lambda s: None)
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_dataset_with_one_split_says_how_to_carve_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"digits has one split, 'all'.*--train-split all --test-split ''"):
+        fit(TrainConfig(dataset="digits"), tmp_path / "run", progress=False, log=lambda s: None)
+    assert not (tmp_path / "run").exists()
+    summary = fit(TrainConfig(dataset="digits", train_split="all", test_split="", split=(70, 15, 15), epochs=1),
+                  tmp_path / "run", progress=False, log=lambda s: None)
+    assert summary["sizes"]["test"] > 200 and summary["test_accuracy"] > 0.1

@@ -18,6 +18,7 @@ from torch import nn
 from digitlab.atomic import save_arrays, write_text
 from digitlab.checkpoint import load_checkpoint, model_meta, save_checkpoint
 from digitlab.data import DigitDataset, get_spec, load_dataset, parse_augment, ratio_split, resolve_data_dir
+from digitlab.errors import ConfigError
 from digitlab.infer import Evaluation, evaluate
 from digitlab.models import create_model, init_weights
 from digitlab.plots import plot_confusion, plot_curves
@@ -46,6 +47,10 @@ class RunData:
 def prepare_data(cfg: TrainConfig, progress: bool = False, download: bool = False) -> RunData:
     """Load the dataset and cut the deterministic train/val(/test) split that the config asks for."""
     spec = get_spec(cfg.dataset)
+    if cfg.train_split not in spec.splits and len(spec.splits) == 1:
+        only = next(iter(spec.splits))
+        raise ConfigError(f"{spec.name} has one split, {only!r}, and no {cfg.train_split!r}/{cfg.test_split!r}: carve "
+                          f"all three from it, e.g. --train-split {only} --test-split '' --split 70:15:15")
     pool = load_dataset(cfg.dataset, cfg.train_split, data_dir=cfg.data_dir, download=download, progress=progress)
     parts = ratio_split(pool.labels, cfg.split, seed=cfg.seed if cfg.split_seed is None else cfg.split_seed)
     if cfg.test_split:
