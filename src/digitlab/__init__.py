@@ -3,9 +3,15 @@
 The main entry points are importable from here; they load lazily, so `import digitlab` stays cheap::
 
     import digitlab
+    digitlab.read("meter.jpg").text                       # digit strings, with the bundled MNIST reader
+    digitlab.predict(["seven.png"])                       # single digits: labels and probabilities
     cfg = digitlab.get_preset("lenet5-classic").config(data_dir="../shared/datasets")
     summary = digitlab.fit(cfg, "runs/lenet5")
-    digitlab.predict(["seven.png"], "runs/lenet5")
+    digitlab.predict(["seven.png"], "runs/lenet5")        # with your own run
+    digitlab.evaluate_checkpoint("runs/lenet5")           # on its dataset's test split
+
+`digitlab.read` is both the package of the reading pipeline (digitlab.read.ReadConfig, ...) and its
+`read` function: calling it reads an image.
 """
 
 from importlib import import_module
@@ -13,18 +19,25 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _API = {
+    "read": "digitlab.read", "ReadConfig": "digitlab.read",
+    "predict": "digitlab.infer", "evaluate_checkpoint": "digitlab.infer",
+    "fit": "digitlab.train", "TrainConfig": "digitlab.train", "get_preset": "digitlab.train",
+    "PRESETS": "digitlab.train", "list_runs": "digitlab.train", "build_ensemble": "digitlab.train",
+    "load_checkpoint": "digitlab.checkpoint",
     "load_dataset": "digitlab.data", "list_datasets": "digitlab.data", "dataset_status": "digitlab.data",
     "load_image": "digitlab.data", "to_model_input": "digitlab.data",
     "create_model": "digitlab.models", "list_models": "digitlab.models", "model_info": "digitlab.models",
-    "TrainConfig": "digitlab.train", "fit": "digitlab.train", "get_preset": "digitlab.train",
-    "PRESETS": "digitlab.train", "load_checkpoint": "digitlab.checkpoint", "list_runs": "digitlab.train",
-    "build_ensemble": "digitlab.train",
-    "predict": "digitlab.infer", "evaluate_checkpoint": "digitlab.infer",
 }
 __all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str):
+    if name == "read":  # the subpackage, which is callable: digitlab.read(image) reads it
+        return import_module("digitlab.read")
     if name in _API:
         return getattr(import_module(_API[name]), name)
     raise AttributeError(f"module 'digitlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

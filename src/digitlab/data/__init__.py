@@ -1,22 +1,29 @@
 """Datasets as uint8 tensors in memory, the shared preprocessing, splits and batch augmentation.
 
-Importing this package reads and downloads nothing.
+Importing this package reads and downloads nothing, and imports nothing heavy: each name loads its
+module (and torch) when first used.
 """
 
-from digitlab.data.augment import Augment, parse_augment
-from digitlab.data.dataset import DigitDataset
-from digitlab.data.idx import IdxError, read_idx
-from digitlab.data.load import dataset_status, load_dataset
-from digitlab.data.paths import resolve_cache_dir, resolve_data_dir
-from digitlab.data.preprocess import Normalization, load_image, mnist_style, normalize, to_model_input, to_unit
-from digitlab.data.registry import DatasetSpec, RemoteFile, get_spec, list_datasets
-from digitlab.data.splits import kfold_split, ratio_split
+from importlib import import_module
 
-augment_from_string = parse_augment
+_API = {
+    "Augment": "augment", "parse_augment": "augment", "DigitDataset": "dataset", "IdxError": "idx",
+    "read_idx": "idx", "dataset_status": "load", "load_dataset": "load", "resolve_cache_dir": "paths",
+    "resolve_data_dir": "paths", "Normalization": "preprocess", "load_image": "preprocess",
+    "mnist_style": "preprocess", "normalize": "preprocess", "to_model_input": "preprocess", "to_unit": "preprocess",
+    "DatasetSpec": "registry", "RemoteFile": "registry", "get_spec": "registry", "list_datasets": "registry",
+    "kfold_split": "splits", "ratio_split": "splits",
+}
+_ALIASES = {"augment_from_string": "parse_augment"}
+__all__ = sorted([*_API, *_ALIASES])
 
-__all__ = [
-    "Augment", "DatasetSpec", "DigitDataset", "IdxError", "Normalization", "RemoteFile",
-    "augment_from_string", "dataset_status", "get_spec", "kfold_split", "list_datasets", "load_dataset",
-    "load_image", "mnist_style", "normalize", "parse_augment", "ratio_split", "read_idx",
-    "resolve_cache_dir", "resolve_data_dir", "to_model_input", "to_unit",
-]
+
+def __getattr__(name: str):
+    target = _ALIASES.get(name, name)
+    if target in _API:
+        return getattr(import_module(f"digitlab.data.{_API[target]}"), target)
+    raise AttributeError(f"module 'digitlab.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,11 +1,24 @@
 """Training: config, presets, the trainer, ensembles and run listings (checkpoints: digitlab.checkpoint,
-inference and evaluation: digitlab.infer)."""
+inference and evaluation: digitlab.infer).
 
-from digitlab.train.config import TrainConfig
-from digitlab.train.ensemble import build_ensemble
-from digitlab.train.presets import PRESETS, Preset, get_preset
-from digitlab.train.runs import format_runs, list_runs
-from digitlab.train.trainer import fit, prepare_data
+Each name loads its module (and torch) when first used, so that the command line can read the
+config's fields without importing torch.
+"""
 
-__all__ = ["PRESETS", "Preset", "TrainConfig", "build_ensemble", "fit", "format_runs", "get_preset", "list_runs",
-           "prepare_data"]
+from importlib import import_module
+
+_API = {
+    "TrainConfig": "config", "build_ensemble": "ensemble", "PRESETS": "presets", "Preset": "presets",
+    "get_preset": "presets", "format_runs": "runs", "list_runs": "runs", "fit": "trainer", "prepare_data": "trainer",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(f"digitlab.train.{_API[name]}"), name)
+    raise AttributeError(f"module 'digitlab.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
