@@ -1,15 +1,28 @@
-"""The `digitlab` command: a thin layer over the Python API; bad input ends in one line, not a traceback."""
+"""The `digitlab` command: a thin layer over the Python API; bad input ends in one line, not a traceback.
+
+Every command takes its arguments the same way: its inputs are positional (images, a folder, runs), a
+trained checkpoint is `--checkpoint RUN`, an output folder `--out DIR`, and the fields of its config
+dataclass are `--field-name VALUE` options (configs.add_config_options). Building the parser imports
+no torch, so that --help and --version answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
+import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
+from digitlab.configs import add_config_options, config_values
 from digitlab.errors import DigitlabError
 from digitlab.table import format_table
+
+CHECKPOINT_ENV = "DIGITLAB_CHECKPOINT"
+DATA_DIR_HELP = "data root (default: $DIGITLAB_DATA, then the per-user cache)"
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -58,15 +71,12 @@ def cmd_presets(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from digitlab.train import TrainConfig, fit, get_preset
 
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if getattr(args, f.name, None) is not None}
-    if args.dry_run:
-        overrides.update(epochs=1, limit=512)
+    values = config_values(args, TrainConfig)
     cfg = None
-    if not args.resume:
-        cfg = get_preset(args.preset).config(**overrides) if args.preset else TrainConfig.from_dict(overrides)
-    elif overrides:
-        raise DigitlabError("--resume continues the run with its saved config; drop the other options")
+    if not refuse_settings_with_resume(args, values, args.preset, args.dry_run):
+        cfg = get_preset(args.preset).config(**values) if args.preset else TrainConfig.from_dict(values)
+        if args.dry_run:  # after the checks: a bad value is refused with --dry-run too
+            cfg = cfg.replace(epochs=1, limit=min(cfg.limit or 512, 512))
     summary = fit(cfg, args.out, resume=args.resume, download=args.download, progress=not args.no_progress,
                   name=args.preset)
     if args.preset and not summary["diverged"]:
@@ -80,12 +90,21 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def refuse_settings_with_resume(args: argparse.Namespace, *settings) -> bool:
+    """True with --resume, which continues a run with its saved config: then no setting may be given."""
+    if args.resume and any(settings):
+        raise DigitlabError("--resume continues the run with its saved config; drop the other settings")
+    return args.resume
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from digitlab.infer import evaluate_checkpoint
 
-    out = args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent)
-    report = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_dir, out,
-                                 download=args.download)
+    checkpoint = checkpoint_of(args)
+    out = args.out
+    if out is None and checkpoint is not None:  # beside the run's checkpoint; none for the bundled one
+        out = checkpoint if Path(checkpoint).is_dir() else str(Path(checkpoint).parent)
+    report = evaluate_checkpoint(checkpoint, args.dataset, args.split, args.data_dir, out, download=args.download)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -95,17 +114,22 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(format_table([("class", "accuracy"), *per_class]))
     pairs = ", ".join(f"{d['true']}->{d['predicted']} ({d['count']})" for d in report["most_confused"])
     print(f"most confused: {pairs or 'none'}")
-    print(f"confusion matrix: {report['confusion_png']}")
+    if "confusion_png" in report:
+        print(f"confusion matrix: {report['confusion_png']}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from digitlab.infer import predict
 
-    predictions = predict(args.images, args.checkpoint)
+    refuse_directories(args.images)
+    predictions = predict(args.images, checkpoint_of(args))
     if args.json:
         print(json.dumps([dataclasses.asdict(p) for p in predictions], indent=2))
         return
     for p in predictions:
+        if note := getattr(p, "note", None):  # several digits: no label
+            print(f"{p.source}: {note}")
+            continue
         probs = " ".join(f"{q:.3f}" for q in p.probabilities)
         print(f"{p.source}: {p.label} ({100 * p.confidence:.1f}%)  probabilities [{probs}]")
 
@@ -127,86 +151,124 @@ def cmd_runs(args: argparse.Namespace) -> None:
     print(format_runs(rows) if rows else f"no runs under {args.root}")
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One --option per TrainConfig field; values are checked by TrainConfig.from_dict."""
-    from digitlab.train.config import TrainConfig
+def add_checkpoint_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", metavar="RUN",
+                   help=f"trained checkpoint: a run folder or .safetensors file (default ${CHECKPOINT_ENV}, "
+                        f"else the bundled MNIST reader, digitlab.pretrained)")
 
-    group = parser.add_argument_group("config (each overrides the preset; see `digitlab presets`)")
-    for f in dataclasses.fields(TrainConfig):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        shown = ":".join(f"{r:g}" for r in default) if isinstance(default, tuple) else default
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar="V",
-                           help=f"(default {shown!r})")
+
+def checkpoint_of(args: argparse.Namespace) -> str | None:
+    """--checkpoint, else $DIGITLAB_CHECKPOINT; None means the bundled MNIST reader."""
+    return args.checkpoint or os.environ.get(CHECKPOINT_ENV) or None
+
+
+def refuse_directories(paths: Iterable[str]) -> None:
+    for path in paths:
+        if Path(path).is_dir():
+            raise DigitlabError(f"{path} is a directory, not an image (give the image files in it)")
+
+
+def usage(p: argparse.ArgumentParser) -> str:
+    """One short usage line: the command, its required options, [options] and its positional arguments
+    (`--help` lists the options)."""
+    words = ["%(prog)s"]
+    words += [f"{a.option_strings[-1]} {a.metavar or a.dest.upper()}" for a in p._actions
+              if a.option_strings and a.required]
+    words.append("[options]")
+    for a in p._actions:
+        if not a.option_strings:
+            m = a.metavar or a.dest.upper()
+            words.append({"+": f"{m} [{m} ...]", "?": f"[{m}]", "*": f"[{m} ...]"}.get(a.nargs, m))
+    return " ".join(words)
+
+
+def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """digitlab's subcommands by name."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
 def build_parser() -> argparse.ArgumentParser:
     from digitlab import __version__
+    from digitlab.read.cli import add_commands  # read, eval-read, train-verifier, train-line-reader
+    from digitlab.train.config import INITS, KEEPS, OPTIMIZERS, SCHEDULES, TrainConfig
 
-    parser = argparse.ArgumentParser(prog="digitlab", description="Handwritten digit recognition.")
+    parser = argparse.ArgumentParser(prog="digitlab", description="Handwritten digit recognition.",
+                                     allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of these (`digitlab COMMAND --help` lists its options):")
 
-    p = sub.add_parser("datasets", help="list datasets, their splits and whether their files are present")
-    p.add_argument("--data-dir", help="data root (default: $DIGITLAB_DATA, then the per-user cache)")
-    p.set_defaults(func=cmd_datasets)
+    def command(name: str, help: str, func, **kw) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=kw.pop("description", help[0].upper() + help[1:] + "."),
+                           allow_abbrev=False, **kw)
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("download", help="fetch datasets from their mirrors (SHA-256 checked)")
-    p.add_argument("names", nargs="+", help="dataset names, e.g. mnist fashion-mnist")
+    p = command("datasets", "list datasets, their splits and whether their files are present", cmd_datasets)
+    p.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+
+    p = command("download", "fetch datasets from their mirrors (SHA-256 checked)", cmd_download)
+    p.add_argument("names", nargs="+", metavar="DATASET", help="dataset names, e.g. mnist fashion-mnist")
     p.add_argument("--split", action="append", help="only this split (repeatable; default all)")
-    p.add_argument("--data-dir", help="data root (default: $DIGITLAB_DATA, then the per-user cache)")
-    p.set_defaults(func=cmd_download)
+    p.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
 
-    p = sub.add_parser("models", help="list models with parameter count and multiply-accumulates")
-    p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'lenet*'")
-    p.set_defaults(func=cmd_models)
+    p = command("models", "list models with parameter count and multiply-accumulates", cmd_models)
+    p.add_argument("pattern", nargs="?", metavar="PATTERN", help="shell-style filter, e.g. 'lenet*'")
 
-    p = sub.add_parser("presets", help="list training presets and the published figures they reproduce")
-    p.set_defaults(func=cmd_presets)
+    command("presets", "list training presets and the published figures they reproduce", cmd_presets)
 
-    p = sub.add_parser("train", help="train a model (from a preset and/or options)")
+    p = command("train", "train a model (from a preset and/or settings)", cmd_train)
     p.add_argument("--preset", help="start from this preset (see `digitlab presets`)")
-    p.add_argument("--out", help="run folder (default runs/<time>-<name>/)")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    p.add_argument("--dry-run", action="store_true", help="quick check: 1 epoch on 512 images per split")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<time>-<name>/)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out with its saved config")
+    p.add_argument("--dry-run", action="store_true", help="quick check: 1 epoch on at most 512 images per split")
     p.add_argument("--no-progress", action="store_true", help="no progress bar; one line per epoch")
     p.add_argument("--download", action="store_true", help="fetch missing dataset files from the mirrors")
-    _add_config_options(p)
-    p.set_defaults(func=cmd_train)
+    add_config_options(p, TrainConfig, "training settings (each overrides the preset's)",
+                       {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "init": INITS, "keep": KEEPS})
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
-    p.add_argument("checkpoint", help="run folder or model.safetensors")
-    p.add_argument("--dataset", help="default: the checkpoint's dataset")
-    p.add_argument("--split", default="test")
-    p.add_argument("--data-dir")
-    p.add_argument("--out", help="folder for the confusion matrix PNG (default: the checkpoint's folder)")
+    p = command("eval", "evaluate a checkpoint on a dataset split", cmd_eval)
+    add_checkpoint_option(p)
+    p.add_argument("--dataset", help="dataset to evaluate on (default: the checkpoint's)")
+    p.add_argument("--split", default="test", help="split of the dataset (default test)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="data root (default: the folder the run read its data from, then $DIGITLAB_DATA, "
+                        "then the per-user cache)")
+    p.add_argument("--out", metavar="DIR", help="folder for the confusion matrix PNG (default: the run folder of "
+                                                "--checkpoint; none for the bundled reader)")
     p.add_argument("--download", action="store_true", help="fetch missing dataset files from the mirrors")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="classify single-digit image files")
-    p.add_argument("checkpoint", help="run folder or model.safetensors")
-    p.add_argument("images", nargs="+", help="image files (any size, either polarity)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_predict)
+    p = command("predict", "classify images of single digits", cmd_predict)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size, either polarity)")
+    add_checkpoint_option(p)
+    p.add_argument("--json", action="store_true", help="print the predictions as a JSON list")
 
-    p = sub.add_parser("ensemble", help="average the logits of finished runs into one calibrated checkpoint")
-    p.add_argument("runs", nargs="+", help="run folders of one dataset, trained with the same --split and --split-seed")
-    p.add_argument("--out", required=True, help="folder for the ensemble checkpoint")
-    p.add_argument("--data-dir", help="data root (default: the runs' own)")
-    p.set_defaults(func=cmd_ensemble)
+    p = command("ensemble", "average the logits of finished runs into one calibrated checkpoint", cmd_ensemble)
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run folders of one dataset, trained with the same --split and --split-seed")
+    p.add_argument("--out", metavar="DIR", required=True, help="folder for the ensemble checkpoint")
+    p.add_argument("--data-dir", metavar="DIR", help="data root (default: the runs' own)")
 
-    from digitlab.read.cli import add_commands  # read, eval-read, train-verifier
+    add_commands(command)
 
-    add_commands(sub)
+    p = command("runs", "list runs in a table", cmd_runs)
+    p.add_argument("root", nargs="?", default="runs", metavar="ROOT",
+                   help="folder holding run folders (default runs/)")
 
-    p = sub.add_parser("runs", help="list runs in a table")
-    p.add_argument("root", nargs="?", default="runs", help="folder holding run folders (default runs/)")
-    p.set_defaults(func=cmd_runs)
+    for p in commands(parser).values():
+        p.usage = usage(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's usage and one line, not digitlab's
+        command = commands(parser)[args.command]
+        close = difflib.get_close_matches(unknown[0], list(command._option_string_actions), n=1)
+        hint = f" (did you mean {close[0]}?)" if unknown[0].startswith("--") and close else ""
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     try:
         args.func(args)
     except DigitlabError as e:

@@ -16,6 +16,8 @@ from digitlab.read.recognize import Reading
 
 GREEN, RED, GRAY, BLUE = (0, 160, 0), (220, 0, 0), (150, 150, 150), (40, 90, 220)  # RGB
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+TITLE_SCALE, CROP_SCALE = 0.5, 0.42  # font scales of the panel's titles and of its crops' labels
+GAP = 4  # px between a box and its label
 
 
 def load_rgb(src: Any, cfg: ReadConfig | None = None) -> np.ndarray:
@@ -33,24 +35,52 @@ def load_rgb(src: Any, cfg: ReadConfig | None = None) -> np.ndarray:
 
 
 def annotate(reading: Reading, image: Any) -> np.ndarray:
-    """RGB copy of the image with a box around each digit and its prediction above it (red '?' when
-    rejected); ignored marks get a thin gray box."""
+    """RGB copy of the image with a box around each digit and its prediction above it (below it at the
+    top edge; red '?' when rejected), every label inside the picture; ignored marks get a thin gray box."""
     rgb = load_rgb(image)
     if rgb.shape[1::-1] != tuple(reading.size):
         rgb = cv2.resize(rgb, tuple(reading.size), interpolation=cv2.INTER_AREA)
     for m in reading.ignored:
         x, y, w, h = m.box
         cv2.rectangle(rgb, (x, y), (x + w - 1, y + h - 1), GRAY, 1)
+    height, width = rgb.shape[:2]
     for d in reading.digits:
         x, y, w, h = d.box
         color = RED if d.rejected else GREEN
-        thick = max(1, round(h / 40))
+        scale, thick = label_font(h)
         cv2.rectangle(rgb, (x, y), (x + w - 1, y + h - 1), color, thick)
-        scale = max(0.4, h / 50)
-        (tw, th), _ = cv2.getTextSize(d.text, FONT, scale, thick)
-        ty = y - 4 if y - 4 - th >= 0 else min(rgb.shape[0] - 2, y + h + th + 4)  # above the box, else below
-        cv2.putText(rgb, d.text, (x + max(0, (w - tw) // 2), ty), FONT, scale, color, thick, cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(d.text, FONT, scale, thick)
+        if tw > width - 2 or th + base > height - 2:  # a label larger than the picture: smaller type
+            scale *= min((width - 2) / tw, (height - 2) / (th + base))
+            (tw, th), base = cv2.getTextSize(d.text, FONT, scale, thick)
+        cv2.putText(rgb, d.text, label_origin(d.box, (tw, th, base), (width, height), thick), FONT, scale, color,
+                    thick, cv2.LINE_AA)
     return rgb
+
+
+def label_font(box_height: int) -> tuple[float, int]:
+    """(font scale, line thickness) of the label and box of a digit box this tall."""
+    return max(0.4, box_height / 50), max(1, round(box_height / 40))
+
+
+def label_origin(box: tuple[int, int, int, int], text: tuple[int, int, int], size: tuple[int, int],
+                 thick: int = 1) -> tuple[int, int]:
+    """Where cv2.putText draws a box's label (its baseline's left end), given the text's (width, height,
+    baseline), the picture's (width, height) and the box's line thickness: centred above the box, else
+    below it, else inside its top; shifted sideways and up or down as far as it takes to lie wholly
+    inside the picture."""
+    x, y, w, h = box
+    tw, th, base = text
+    width, height = size
+    if y - GAP - th >= 0:
+        ty = y - GAP
+    elif y + h + GAP + th + base < height:
+        ty = y + h + GAP + th
+    else:
+        ty = y + thick + GAP + th
+    ty = min(max(ty, th), height - 1 - base)
+    tx = min(max(x + (w - tw) // 2, 0), max(0, width - tw))
+    return tx, ty
 
 
 def panel(reading: Reading, image: Any, height: int = 320) -> np.ndarray:
@@ -90,28 +120,35 @@ def _fit_height(rgb: np.ndarray, height: int) -> np.ndarray:
 
 
 def _titled(rgb: np.ndarray, title: str) -> np.ndarray:
+    """The part with its title above it, widened with white to the title's width where it is narrower."""
+    (tw, _), _ = cv2.getTextSize(title, FONT, TITLE_SCALE, 1)
+    if rgb.shape[1] < tw + 4:
+        rgb = np.pad(rgb, ((0, 0), (0, tw + 4 - rgb.shape[1]), (0, 0)), constant_values=255)
     bar = np.full((22, rgb.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, title, (2, 16), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(bar, title, (2, 16), FONT, TITLE_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
     return np.vstack([bar, rgb])
 
 
 def _crop_grid(reading: Reading, height: int) -> np.ndarray:
-    """Each crop at 3x with 'digit confidence' under it, in reading order, in as many rows as fit."""
-    cell_w, cell_h = 84, 84 + 20
+    """Each crop at 3x with 'digit confidence' under it, in reading order, in as many rows as fit; the
+    cells are as wide as their widest label."""
     digits = reading.digits
     if not digits:
         out = np.full((height, 160, 3), 255, np.uint8)
         cv2.putText(out, "no digits", (8, 30), FONT, 0.6, RED, 1, cv2.LINE_AA)
         return out
+    labels = [f"{d.best} {d.confidence:.2f}" if not d.rejected else f"? ({d.best} {d.confidence:.2f})"
+              for d in digits]
+    cell_w = max(84, *(cv2.getTextSize(label, FONT, CROP_SCALE, 1)[0][0] + 4 for label in labels))
+    cell_h = 84 + 20
     rows = max(1, height // cell_h)
     cols = (len(digits) + rows - 1) // rows
     out = np.full((rows * cell_h, cols * (cell_w + 4), 3), 255, np.uint8)
-    for k, d in enumerate(digits):
+    for k, (d, label) in enumerate(zip(digits, labels)):
         r, c = k // cols, k % cols
         y, x = r * cell_h, c * (cell_w + 4)
         crop = d.crop if d.crop is not None else np.zeros((28, 28), np.uint8)
         big = cv2.resize(crop, (84, 84), interpolation=cv2.INTER_NEAREST)
         out[y:y + 84, x:x + 84] = big[:, :, None]
-        label = f"{d.best} {d.confidence:.2f}" if not d.rejected else f"? ({d.best} {d.confidence:.2f})"
-        cv2.putText(out, label, (x + 2, y + 98), FONT, 0.42, RED if d.rejected else (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(out, label, (x + 2, y + 98), FONT, CROP_SCALE, RED if d.rejected else (0, 0, 0), 1, cv2.LINE_AA)
     return out
