@@ -6,6 +6,7 @@ crops and the ensemble calibrates through it."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from torch import nn
 
 from digitlab.calibrate import expected_calibration_error
 from digitlab.checkpoint import Checkpoint, load_checkpoint
-from digitlab.data import DigitDataset, Normalization, load_dataset, load_image, to_model_input
+from digitlab.data import DigitDataset, Normalization, load_dataset, to_model_input
+from digitlab.data.preprocess import read_digit
 from digitlab.plots import plot_confusion
 
 
@@ -78,9 +80,10 @@ def score_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -
 @dataclass(frozen=True)
 class Prediction:
     source: str
-    label: str  # the class name of the most probable class
-    index: int
+    label: str | None  # the class name of the most probable class; None when `note` says why not
+    index: int  # the most probable class
     probabilities: list[float]
+    note: str | None = None  # e.g. the image holds several digits: what to do instead
 
     @property
     def confidence(self) -> float:
@@ -103,16 +106,24 @@ def predict(images: list[Any], checkpoint: str | Path | Checkpoint | None = None
     """Classify single-digit images: file paths, PIL images or arrays, any size and either polarity,
     with a checkpoint (run folder, file or loaded; None: the bundled MNIST classifier).
 
-    Each goes through load_image (grayscale, polarity, MNIST-style 28x28) and then the checkpoint's own
-    normalisation, the same function training used."""
+    Each becomes its 28x28 input through read_digit (digit_input: the polarity, contrast and MNIST-style
+    geometry the datasets and the reader's crops share), then the checkpoint's own normalisation, the
+    same function training used. An image that holds several digits side by side gets no label but a
+    note that points to `digitlab read`."""
     ckpt = as_checkpoint(checkpoint)
-    batch = torch.from_numpy(np.stack([load_image(im) for im in images]))
+    loaded = [read_digit(im) for im in images]
+    batch = torch.from_numpy(np.stack([x for x, _ in loaded]))
     probs = predict_logits(ckpt.model, batch, ckpt.normalization).softmax(1)
     out = []
-    for source, p in zip(images, probs):
+    for source, (_, digits), p in zip(images, loaded, probs):
         i = int(p.argmax())
-        out.append(Prediction(source=str(source) if isinstance(source, (str, Path)) else "<array>",
-                              label=ckpt.classes[i], index=i, probabilities=p.tolist()))
+        is_file = isinstance(source, (str, Path))
+        name = str(source) if is_file else "<array>"
+        if digits > 1:
+            how = f"`digitlab read {shlex.quote(name)}`" if is_file else "digitlab.read(image)"
+            out.append(Prediction(name, None, i, p.tolist(), f"holds {digits} digits: use {how}"))
+        else:
+            out.append(Prediction(name, ckpt.classes[i], i, p.tolist()))
     return out
 
 

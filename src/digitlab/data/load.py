@@ -13,7 +13,7 @@ from digitlab.data.dataset import DigitDataset
 from digitlab.data.download import fetch, mirror_list
 from digitlab.data.idx import read_idx
 from digitlab.data.paths import resolve_data_dir
-from digitlab.data.preprocess import CANVAS, mnist_style
+from digitlab.data.preprocess import CANVAS, digit_input, ink_is_dark
 from digitlab.data.registry import DatasetSpec, RemoteFile, check_split, get_spec
 from digitlab.data.tibetan import load_tibetan_folder
 from digitlab.errors import DatasetError
@@ -147,14 +147,13 @@ def _read_sklearn_digits(spec: DatasetSpec, split: str, root: Path, download: bo
 
 
 def _mnist_style_all(gray: np.ndarray, source) -> np.ndarray:
-    """(N, h, w) uint8 -> (N, 28, 28); the polarity is decided once for the whole set, from its border pixels."""
-    border = np.concatenate([gray[:, 0].ravel(), gray[:, -1].ravel(), gray[:, :, 0].ravel(), gray[:, :, -1].ravel()])
-    if np.median(border) > 127:
-        gray = 255 - gray
+    """(N, h, w) uint8 -> (N, 28, 28) through digit_input, the pixel values kept (flat); the polarity is
+    decided once for the whole set, by the majority of ink_is_dark's answers on its images."""
+    dark = 2 * sum(ink_is_dark(g) for g in gray) > len(gray)
     out = np.empty((len(gray), CANVAS, CANVAS), np.uint8)
     for i, g in enumerate(gray):
         try:
-            out[i] = mnist_style(g)
+            out[i] = digit_input(g, dark_ink=dark, flat=True)
         except DatasetError as e:
             raise DatasetError(f"{source}: image {i}: {e}") from None
     return out

@@ -64,7 +64,7 @@ def _decode_one(path: Path) -> np.ndarray:
     with Image.open(path) as img:
         img.draft("L", (DRAFT_MIN, DRAFT_MIN))  # JPEG DCT scaling: ~8x less work than a full decode
         gray = np.asarray(img.convert("L"))
-    return preprocess.mnist_style(gray)
+    return preprocess.digit_input(gray, dark_ink=False, flat=True)  # white on black, its own pixel values
 
 
 def _try_decode(path: Path) -> np.ndarray | str:

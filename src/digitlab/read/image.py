@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from digitlab.data.preprocess import array_gray, pil_gray
+from digitlab.data.preprocess import array_gray, ink_is_dark, pil_gray
 from digitlab.errors import DatasetError
 from digitlab.read.config import ReadConfig
 from digitlab.read.errors import ReadError
@@ -205,29 +205,10 @@ def survey(gray: np.ndarray, cfg: ReadConfig) -> tuple[bool, float]:
     small, f = gray, 1.0
     while max(small.shape) > 512:
         small, f = cv2.pyrDown(small), f / 2
-    dark = dark_ink(small)
+    dark = ink_is_dark(small)  # digitlab's one polarity detector, also predict's and the datasets'
     _, mask = binarize(flatten((255 - small if dark else small).astype(np.float32), cfg.background_kernel), cfg)
     mask &= 1 - remove_frames(mask, max(2, round(cfg.min_text_height * f)))  # boxes are not text
     return dark, text_height(mask, max(2, round(cfg.min_text_height * f))) / f
-
-
-def dark_ink(gray: np.ndarray) -> bool:
-    """True for dark ink on light paper. Ink is sparse, so after removing the smooth background the
-    few ink pixels form a long tail on one side: negative skewness means dark ink."""
-    small = _shrink_to(gray, 256).astype(np.float32)
-    h, w = small.shape
-    coarse = cv2.resize(small, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
-    hp = small - cv2.resize(cv2.GaussianBlur(coarse, (0, 0), 2), (w, h), interpolation=cv2.INTER_LINEAR)
-    d = hp - hp.mean()
-    std = d.std()
-    if std < 1e-3:
-        return True  # blank: either answer reads nothing
-    skew = float((d**3).mean() / std**3)
-    if abs(skew) > 0.2:
-        return skew < 0
-    # Almost symmetric (ink covering about half the image): fall back on the border being paper
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
-    return float(np.median(border)) > float(np.median(small))
 
 
 def flatten(g: np.ndarray, kernel: float) -> np.ndarray:

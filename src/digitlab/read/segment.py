@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from digitlab.data import mnist_style
+from digitlab.data.preprocess import digit_input, ink_contrast
 from digitlab.read.config import ReadConfig
 from digitlab.read.image import Page, components
 
@@ -445,7 +445,8 @@ def own_pixels(lay: Layout, pieces: list[Piece], box: tuple[int, int, int, int],
 def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int, int],
          half: int | None = None) -> np.ndarray:
     """The digit made of `pieces`, MNIST style: its own ink only (neighbours masked out), white on
-    black, the stroke core at 255 with the anti-aliased edge kept, then digitlab's mnist_style.
+    black, the stroke core at 255 with the anti-aliased edge kept (own_ink), then digitlab's digit_input,
+    told that the ink is already white on black and flat.
     half=0 or 1: only the ink left or right of the emptiest column of the middle third (one digit of
     two merged ones, read on its own)."""
     rows, cols, mine = own_pixels(lay, pieces, box, page.mask.shape)
@@ -462,16 +463,16 @@ def crop(page: Page, lay: Layout, pieces: list[Piece], box: tuple[int, int, int,
         mine = mine & side[None, :]
         if not mine.any():
             return np.zeros((28, 28), np.uint8)
-    return mnist_style((own_ink(page, rows, cols, mine, others) * 255).round().astype(np.uint8))
+    gray = (own_ink(page, rows, cols, mine, others) * 255).round().astype(np.uint8)
+    return digit_input(gray, dark_ink=False, flat=True)
 
 
 def own_ink(page: Page, rows: slice, cols: slice, mine: np.ndarray, others: np.ndarray) -> np.ndarray:
     """The ink of `mine` (bool over page[rows, cols]) as float gray in [0, 1], white on black: the stroke
-    core at 1, with one pixel of anti-aliased edge around the strokes, but never `others`' ink."""
+    core at 1 (digitlab's contrast rule, ink_contrast, on the flattened page: background 0, the core
+    taken from `mine`), with one pixel of anti-aliased edge around the strokes, but never `others`' ink."""
     edge = cv2.dilate(mine.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~others
-    ink = page.ink[rows, cols]
-    core = percentile(ink[mine], 90) if mine.any() else 1.0
-    gray = np.where(edge, np.clip(ink / max(core, 1e-3), 0, 1), 0.0)
+    gray = np.where(edge, ink_contrast(page.ink[rows, cols], 0.0, mine), 0.0)
     return np.where(mine, np.maximum(gray, 0.5), gray)  # a binarized pixel is ink even if faint
 
 
