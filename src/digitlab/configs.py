@@ -146,8 +146,8 @@ def settings_table(cls: type, choices: dict[str, Sequence[str]] | None = None, w
     """Every field of config dataclass `cls` as the command line sets it, its default and its meaning
     (wrapped to fit `width` columns)."""
     rows = [("setting", "default", "meaning")]
-    rows += [(f"--{f.name.replace('_', '-')}", show_value(field_default(f)), _describe(cls, f, choices or {}, default=False))
-             for f in dataclasses.fields(cls)]
+    rows += [(f"--{f.name.replace('_', '-')}", show_value(field_default(f)),
+              _describe(cls, f, choices or {}, default=False)) for f in dataclasses.fields(cls)]
     a, b = (max(len(r[i]) for r in rows) for i in (0, 1))
     out = []
     for name, default, meaning in rows:
