@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from digitlab.data.preprocess import array_gray, ink_is_dark, pil_gray
+from digitlab.data.preprocess import array_gray, ink_is_dark, pil_gray, shrink_to
 from digitlab.errors import DatasetError
 from digitlab.read.config import ReadConfig
 from digitlab.read.errors import ReadError
@@ -217,7 +217,7 @@ def flatten(g: np.ndarray, kernel: float) -> np.ndarray:
     The background is an opening (ink is thinner than the kernel) of a shrunken copy, smoothed. Ink is
     then measured as the fraction of the paper's light it absorbs, which a light gradient scales away."""
     h, w = g.shape
-    small = _shrink_to(g, 96)
+    small = shrink_to(g, 96)
     k = max(3, int(kernel * min(small.shape)) | 1)
     se = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
     bg = cv2.morphologyEx(small, cv2.MORPH_OPEN, se, borderType=cv2.BORDER_REPLICATE)
@@ -597,12 +597,3 @@ def repair_crossings(mask: np.ndarray, ruling: np.ndarray, thickness: float) -> 
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(3, int(thickness) + 3)))
     bridged = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, k)
     return rest | (bridged & ruling & mask)
-
-
-def _shrink_to(a: np.ndarray, side: int) -> np.ndarray:
-    """Shrink (area averaging) so the short side is at most `side` px."""
-    h, w = a.shape
-    f = side / min(h, w)
-    if f >= 1:
-        return a
-    return cv2.resize(a, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
