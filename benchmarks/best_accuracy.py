@@ -28,7 +28,8 @@ from time_to_accuracy import timed  # beside this script
 def run_seed(seed: int, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "digitlab.cli", "train", "--preset", args.preset, "--data-dir", args.data_dir,
-               "--seed", str(seed), "--out", f"{tmp}/run", "--no-progress", *args.extra]
+               "--seed", str(seed), "--out", f"{tmp}/run", "--no-progress", "--threads", str(args.threads),
+               *args.extra]
         start, peak, _ = timed(cmd)
         seconds = time.time() - start
         summary = json.loads(Path(f"{tmp}/run/summary.json").read_text())
@@ -58,6 +59,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("DIGITLAB_DATA"))
     parser.add_argument("--preset", default="mnist-best")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads of each training run (default 0: every core, as the figures of "
+                             "record were measured on a quiet machine; digitlab's own default is 1)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=float, default=15 * 60, help="seconds allowed per seed")
     parser.add_argument("--dry-run", action="store_true", help="one seed, one epoch on 2048 images: harness check")

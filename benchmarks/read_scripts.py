@@ -3,8 +3,8 @@
 Each checkpoint (a training run folder) reads strings drawn by digitlab.read.synth from its own test
 digits (synth.held_out_digits: the run's test split, never trained or selected on), at the synthetic
 benchmark's seeds (easy 1, hard 2), with the run's own verifier when it has one (RUN/verifier, made by
-`digitlab train-verifier RUN/verifier --set run=RUN` from the run's training digits) and line reader
-(RUN/line-reader, `digitlab train-line-reader RUN/line-reader --set run=RUN`). For comparison,
+`digitlab train-verifier --out RUN/verifier --run RUN` from the run's training digits) and line reader
+(RUN/line-reader, `digitlab train-line-reader --out RUN/line-reader --run RUN`). For comparison,
 pass an MNIST run too. Prints a table and saves JSON + Markdown under benchmarks/results/.
 
     python benchmarks/read_scripts.py --data-dir ../shared/datasets \\

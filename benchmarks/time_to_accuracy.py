@@ -135,7 +135,8 @@ def run_digitlab(seed: int, target: float, args) -> dict:
     preset = args.preset or PRESETS.get(target, "mnist-fast")
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "digitlab.cli", "train", "--preset", preset, "--data-dir", args.data_dir,
-               "--seed", str(seed), "--stop-at", str(target), "--out", f"{tmp}/run", "--no-progress"]
+               "--seed", str(seed), "--stop-at", str(target), "--out", f"{tmp}/run", "--no-progress",
+               "--threads", str(args.threads)]
         if args.limit:
             cmd += ["--limit", str(args.limit)]
         start, peak, _ = timed(cmd)
@@ -178,6 +179,9 @@ def main() -> None:
     child.add_argument("--epochs", type=int, default=14)
     child.add_argument("--limit", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=5, help="seeds for digitlab")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads of each training run (default 0: every core, as the figures of "
+                             "record were measured on a quiet machine; digitlab's own default is 1)")
     parser.add_argument("--baseline-seeds", type=int, default=5, help="seeds for the baseline (0: skip it)")
     parser.add_argument("--baseline-epochs", type=int, default=14, help="the example's default epoch count")
     parser.add_argument("--preset", help="one preset for every target (default: each target's own, PRESETS)")

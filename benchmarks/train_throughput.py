@@ -27,13 +27,15 @@ from digitlab.models import list_models, model_info
 from digitlab.train import TrainConfig, fit
 
 
-def measure(model: str, data_dir: str, images: int, batch_size: int, compile: bool = False) -> dict:
+def measure(model: str, data_dir: str, images: int, batch_size: int, compile: bool = False,
+            threads: int = 0) -> dict:
     if compile:  # measure a first (cold) compile, not a hit in inductor's on-disk cache of an earlier run
         import torch._inductor.config
 
         torch._inductor.config.force_disable_caches = True
     cfg = TrainConfig(model=model, dataset="mnist", data_dir=data_dir, epochs=2, limit=images,
-                      batch_size=batch_size, optimizer="adam", lr=1e-3, split=(4, 1), compile=compile)
+                      batch_size=batch_size, optimizer="adam", lr=1e-3, split=(4, 1), compile=compile,
+                      threads=threads)
     with tempfile.TemporaryDirectory() as out:
         fit(cfg, out, progress=False, log=lambda s: None)
         rows = (Path(out) / "metrics.csv").read_text().strip().splitlines()
@@ -61,6 +63,9 @@ def main() -> None:
     parser.add_argument("--models", default=None, help="shell-style filter on model names")
     parser.add_argument("--compile", action="store_true", help="also measure each model through torch.compile")
     parser.add_argument("--dry-run", action="store_true", help="256 images, first two models only")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads of each training run (default 0: every core, as the figures of "
+                             "record were measured on a quiet machine; digitlab's own default is 1)")
     args = parser.parse_args()
     models = list_models(args.models)
     if args.dry_run:
@@ -70,7 +75,7 @@ def main() -> None:
     results = []
     for name in models:
         for compile in (False, True) if args.compile else (False,):
-            r = measure(name, args.data_dir, args.images, args.batch_size, compile)
+            r = measure(name, args.data_dir, args.images, args.batch_size, compile, args.threads)
             results.append(r)
             print(f"{name:<18} {'compiled' if compile else 'eager':<8} {r['images_per_s']:>8.0f} img/s  "
                   f"{r['mnist_epoch_s']:>7.1f} s/MNIST epoch", flush=True)

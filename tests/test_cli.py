@@ -191,9 +191,7 @@ def test_every_option_of_every_command_has_a_help_line():
 
 
 def test_settings_are_one_option_per_config_field_with_default_and_allowed_values():
-    from digitlab.read.config import ReadConfig
-    from digitlab.read.linereader import LineReaderConfig
-    from digitlab.read.verifier import VerifierConfig
+    from digitlab.read.config import LineReaderConfig, ReadConfig, VerifierConfig
     from digitlab.train.config import TrainConfig
 
     cmds = commands(build_parser())

@@ -45,7 +45,7 @@ def test_digitlab_read_with_no_model_uses_the_bundled_reader(cli, test_digits, t
     code, out, err = cli("read", page)
     assert code == 0 and out.strip().startswith(f"{page}: 30715") and err == ""
     code, out, _ = cli("read", page, "--json", "--line-reader", "none", "--verifier", "none")
-    assert code == 0 and json.loads(out)["text"] == "30715"
+    assert code == 0 and json.loads(out)[0]["text"] == "30715"
 
 
 def test_eval_read_with_no_model_scores_the_bundled_reader(cli, test_digits, tmp_path):

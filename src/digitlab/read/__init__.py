@@ -20,9 +20,9 @@ _API = {
     "ReadConfig": "digitlab.read.config", "ReadError": "digitlab.read.errors",
     "annotate": "digitlab.read.render", "panel": "digitlab.read.render",
     "evaluate_folder": "digitlab.read.evaluate",
-    "VerifierConfig": "digitlab.read.verifier", "train_verifier": "digitlab.read.verifier",
+    "VerifierConfig": "digitlab.read.config", "train_verifier": "digitlab.read.verifier",
     "load_verifier": "digitlab.read.verifier",
-    "LineReaderConfig": "digitlab.read.linereader", "train_line_reader": "digitlab.read.linereader",
+    "LineReaderConfig": "digitlab.read.config", "train_line_reader": "digitlab.read.linereader",
     "load_line_reader": "digitlab.read.linereader",
 }
 __all__ = list(_API)

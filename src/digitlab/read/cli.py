@@ -28,8 +28,7 @@ READ_THREADS = 1  # benchmarks/results/threads.md: more threads only add overhea
 def add_commands(command) -> None:
     """Add `read`, `eval-read`, `train-verifier` and `train-line-reader` through digitlab's
     command(name, help, func, **parser_options) -> parser."""
-    from digitlab.read.linereader import LineReaderConfig
-    from digitlab.read.verifier import VerifierConfig
+    from digitlab.read.config import LineReaderConfig, VerifierConfig
 
     p = command("read", "read the digit strings in images: photos, scans, forms, drawings", cmd_read,
                 description="Print each image's digit string(s); '?' marks a rejected digit.")

@@ -127,7 +127,7 @@ class ReadConfig:
     # with the classifier's reading of each half of the crop, to this power (0: the verifier's alone)
     pair_min: float = 0.05
     pair_min_width: float = 1.1  # in heights: a narrower candidate is never read as two digits
-    pair_halves: float = 1.0
+    pair_halves: float = 1.0  # the power of the classifier's reading of each half (0: the verifier's alone)
     # With a line reader (digitlab.read.linereader), a second opinion per line: its own string replaces
     # the segmenter's when it finds it more likely than the segmenter's by line_margin nats (log p under
     # CTC); digits the segmenter rejected take the line reader's reading when the two agree on the rest
@@ -169,6 +169,96 @@ class ReadConfig:
     def from_dict(cls, values: dict[str, Any]) -> ReadConfig:
         """Build from plain values (JSON, CLI strings); unknown keys and wrong types fail clearly."""
         return config_from_dict(cls, values, "read config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- the reader's helpers: what `digitlab train-verifier` and `digitlab train-line-reader` train --------
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    model: str = "lenet5-improved"  # any registered model; built with classes_of(config) (11 or 111)
+    # Draw the strings from this training run's own training digits (its dataset, RUN/splits.npz "train"),
+    # so that a TibetanMNIST or Kannada-MNIST model gets a verifier of its script; empty: MNIST train
+    run: str = ""
+    images: int = 3000  # synthetic training images (about 60 candidate crops each)
+    val_images: int = 300  # held-out images, drawn from a different seed
+    easy_fraction: float = 0.2  # share of images drawn like synth.EASY; the rest like synth.HARD ...
+    touch: float = 0.25  # ... with more touching ...
+    overlap: float = 0.15  # ... and overlapping pairs than HARD has (more merged pairs to learn from)
+    # Labels from the ink a crop holds: one digit's if at least `purity` of its (owned) ink is that
+    # digit's and it holds at least `coverage` of that digit's ink; not a digit if below the loose
+    # bounds; crops in between are left out of training (a digit missing a speck of stroke)
+    purity: float = 0.92
+    coverage: float = 0.88
+    loose_purity: float = 0.8
+    loose_coverage: float = 0.7
+    # Also learn to read two touching or overlapping digits merged into one crop: 100 more classes, one
+    # per pair, so that the reader can read a pair no cut separates. Off: squeezed into 20x20 pixels the
+    # pair is read right 63% of the time (3000 + 15000 pair images), and reading with such a verifier
+    # made hard seeds 12/13 53.0% (51.3% without pairs) but seed 2 58.2% (59.0%) and easy seed 1 95.8% (97.2%)
+    pairs: bool = False
+    pair_images: int = 0  # more images, of two digits that always touch or overlap (each a merged pair)
+    epochs: int = 3  # over about 150k crops, most of them not a digit
+    batch_size: int = 128  # crops per optimiser step
+    lr: float = 2e-3  # peak of the one-cycle schedule, Adam
+    seed: int = 0  # draws the strings (validation: seed + 10,000) and seeds the training
+    threads: int = 1  # torch threads (the machine is shared)
+
+    def __post_init__(self) -> None:
+        if self.images < 1 or self.val_images < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("images, val_images, epochs and batch_size must be >= 1")
+        if self.pair_images < 0:
+            raise ConfigError(f"pair_images must be >= 0, got {self.pair_images}")
+        for name in ("easy_fraction", "touch", "overlap", "purity", "coverage", "loose_purity", "loose_coverage"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.touch + self.overlap > 1:
+            raise ConfigError("touch + overlap must be <= 1")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> VerifierConfig:
+        return config_from_dict(cls, values, "verifier config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class LineReaderConfig:
+    # Draw the strings from this training run's own training digits (its dataset, RUN/splits.npz "train");
+    # empty: MNIST train
+    run: str = ""
+    images: int = 48000  # synthetic training images (1.75 lines each on average)
+    val_images: int = 600  # held-out images, drawn from a different seed
+    easy_fraction: float = 0.2  # share of images drawn like synth.EASY; the rest like synth.HARD ...
+    touch: float = 0.25  # ... with more touching ...
+    overlap: float = 0.15  # ... and overlapping pairs than HARD has
+    width: int = 48  # channels of the network's middle layers
+    hidden: int = 128  # LSTM size, each direction
+    epochs: int = 10  # passes over the drawn lines
+    batch_size: int = 32  # lines per optimiser step
+    lr: float = 2e-3  # peak of the one-cycle schedule, Adam
+    seed: int = 0  # draws the strings (validation: seed + 10,000) and seeds the training
+    threads: int = 2  # torch threads
+    workers: int = 2  # processes drawing the synthetic lines
+    init: str = ""  # start from this line reader's weights (train it further on new lines; its width and
+    # hidden are used), else from scratch
+
+    def __post_init__(self) -> None:
+        for name in ("images", "val_images", "epochs", "batch_size", "width", "hidden", "workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("easy_fraction", "touch", "overlap"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.touch + self.overlap > 1:
+            raise ConfigError("touch + overlap must be <= 1")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LineReaderConfig:
+        return config_from_dict(cls, values, "line reader config")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

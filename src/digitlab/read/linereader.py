@@ -12,8 +12,8 @@ The reader uses it as a second opinion per line (``arbitrate``): the segmenter's
 the line reader finds its own reading more likely by cfg.line_margin nats, or the segmenter's string
 holds a rejected digit that the line reader reads confidently.
 
-    digitlab train-line-reader runs/lenet5-improved/line-reader --data-dir ../shared/datasets
-    digitlab read photo.jpg --model runs/lenet5-improved      # finds RUN/line-reader and RUN/verifier
+    digitlab train-line-reader --out runs/lenet5-improved/line-reader --data-dir ../shared/datasets
+    digitlab read photo.jpg --checkpoint runs/lenet5-improved   # finds RUN/line-reader and RUN/verifier
 """
 
 from __future__ import annotations
@@ -36,12 +36,11 @@ from torch import nn
 
 from digitlab.atomic import load_arrays, save_arrays, write_text
 from digitlab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from digitlab.configs import config_from_dict
 from digitlab.errors import ConfigError
 from digitlab.models import create_model
 from digitlab.models.linereader import LINE_HEIGHT, STRIDE
 from digitlab.read import segment, synth
-from digitlab.read.config import ReadConfig
+from digitlab.read.config import LineReaderConfig, ReadConfig
 from digitlab.read.errors import ReadError
 from digitlab.read.image import Page, load_gray, prepare
 
@@ -49,45 +48,6 @@ ROLE = "line-reader"  # meta["role"] of a line reader checkpoint
 DIGIT_HEIGHT = 22  # pixels: a digit of the page's typical height is scaled to this
 LINES = "lines.npz"  # a line reader run's drawn training and validation lines
 GEOMETRY = {"line_height": LINE_HEIGHT, "digit_height": DIGIT_HEIGHT, "stride": STRIDE}  # what line_image makes
-
-
-@dataclass(frozen=True)
-class LineReaderConfig:
-    # Draw the strings from this training run's own training digits (its dataset, RUN/splits.npz "train");
-    # empty: MNIST train
-    run: str = ""
-    images: int = 48000  # synthetic training images (1.75 lines each on average)
-    val_images: int = 600  # held-out images, drawn from a different seed
-    easy_fraction: float = 0.2  # share of images drawn like synth.EASY; the rest like synth.HARD ...
-    touch: float = 0.25  # ... with more touching ...
-    overlap: float = 0.15  # ... and overlapping pairs than HARD has
-    width: int = 48  # channels of the network's middle layers
-    hidden: int = 128  # LSTM size, each direction
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 2e-3  # peak of the one-cycle schedule, Adam
-    seed: int = 0
-    threads: int = 2  # torch threads
-    workers: int = 2  # processes drawing the synthetic lines
-    init: str = ""  # start from this line reader's weights (train it further on new lines; its width and
-    # hidden are used), else from scratch
-
-    def __post_init__(self) -> None:
-        for name in ("images", "val_images", "epochs", "batch_size", "width", "hidden", "workers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("easy_fraction", "touch", "overlap"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.touch + self.overlap > 1:
-            raise ConfigError("touch + overlap must be <= 1")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LineReaderConfig:
-        return config_from_dict(cls, values, "line reader config")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # --- line images ----------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ else (a part of a digit, one with a neighbour's stroke, specks, box and ruling r
 digit". The reader adds ``verifier_weight * log p(one whole digit)`` to each candidate's score, weighs
 the classifier's classes with the verifier's, and reads a candidate as a pair where that scores best.
 
-    digitlab train-verifier runs/verifier --data-dir ../shared/datasets
-    digitlab read photo.jpg --model runs/lenet5-improved --verifier runs/verifier
-    digitlab train-verifier runs/tibetan/verifier --set run=runs/tibetan   # a TibetanMNIST model's"""
+    digitlab train-verifier --out runs/verifier --data-dir ../shared/datasets
+    digitlab read photo.jpg --checkpoint runs/lenet5-improved --verifier runs/verifier
+    digitlab train-verifier --out runs/tibetan/verifier --run runs/tibetan   # a TibetanMNIST model's"""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -34,65 +33,15 @@ import torch
 
 from digitlab.atomic import load_arrays, save_arrays, write_text
 from digitlab.checkpoint import Checkpoint, load_checkpoint
-from digitlab.configs import config_from_dict
 from digitlab.errors import ConfigError
 from digitlab.read import segment, synth
-from digitlab.read.config import ReadConfig
+from digitlab.read.config import ReadConfig, VerifierConfig
 from digitlab.read.errors import ReadError
 from digitlab.read.image import load_gray, prepare
 
 NOT_A_DIGIT = "not a digit"
 ROLE = "verifier"  # meta["role"] of a verifier checkpoint
 CROPS = "crops.npz"  # a verifier run's drawn training and validation crops
-
-
-@dataclass(frozen=True)
-class VerifierConfig:
-    model: str = "lenet5-improved"  # any registered model; built with classes_of(config) (11 or 111)
-    # Draw the strings from this training run's own training digits (its dataset, RUN/splits.npz "train"),
-    # so that a TibetanMNIST or Kannada-MNIST model gets a verifier of its script; empty: MNIST train
-    run: str = ""
-    images: int = 3000  # synthetic training images (about 60 candidate crops each)
-    val_images: int = 300  # held-out images, drawn from a different seed
-    easy_fraction: float = 0.2  # share of images drawn like synth.EASY; the rest like synth.HARD ...
-    touch: float = 0.25  # ... with more touching ...
-    overlap: float = 0.15  # ... and overlapping pairs than HARD has (more merged pairs to learn from)
-    # Labels from the ink a crop holds: one digit's if at least `purity` of its (owned) ink is that
-    # digit's and it holds at least `coverage` of that digit's ink; not a digit if below the loose
-    # bounds; crops in between are left out of training (a digit missing a speck of stroke)
-    purity: float = 0.92
-    coverage: float = 0.88
-    loose_purity: float = 0.8
-    loose_coverage: float = 0.7
-    # Also learn to read two touching or overlapping digits merged into one crop: 100 more classes, one
-    # per pair, so that the reader can read a pair no cut separates. Off: squeezed into 20x20 pixels the
-    # pair is read right 63% of the time (3000 + 15000 pair images), and reading with such a verifier
-    # made hard seeds 12/13 53.0% (51.3% without pairs) but seed 2 58.2% (59.0%) and easy seed 1 95.8% (97.2%)
-    pairs: bool = False
-    pair_images: int = 0  # more images, of two digits that always touch or overlap (each a merged pair)
-    epochs: int = 3  # over about 150k crops, most of them not a digit
-    batch_size: int = 128
-    lr: float = 2e-3  # peak of the one-cycle schedule, Adam
-    seed: int = 0
-    threads: int = 1  # torch threads (the machine is shared)
-
-    def __post_init__(self) -> None:
-        if self.images < 1 or self.val_images < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("images, val_images, epochs and batch_size must be >= 1")
-        if self.pair_images < 0:
-            raise ConfigError(f"pair_images must be >= 0, got {self.pair_images}")
-        for name in ("easy_fraction", "touch", "overlap", "purity", "coverage", "loose_purity", "loose_coverage"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.touch + self.overlap > 1:
-            raise ConfigError("touch + overlap must be <= 1")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> VerifierConfig:
-        return config_from_dict(cls, values, "verifier config")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def candidate_ink(sample: synth.Sample, cfg: ReadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from digitlab.configs import config_from_dict
-from digitlab.data.augment import parse_augment
 from digitlab.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -20,9 +19,9 @@ KEEPS = ("best", "last")
 @dataclass(frozen=True)
 class TrainConfig:
     # what to train on what
-    model: str = "lenet5"
+    model: str = "lenet5"  # a zoo architecture (`digitlab models`)
     model_args: dict = field(default_factory=dict)  # extra constructor kwargs, e.g. {"dropout": 0.3}
-    dataset: str = "mnist"
+    dataset: str = "mnist"  # a dataset name (`digitlab datasets`)
     data_dir: str | None = None  # None: $DIGITLAB_DATA, then the per-user cache dir
     train_split: str = "train"  # the split that train (and val) images come from
     test_split: str = "test"  # "" carves the test set out of train_split (3 ratios in `split`)
@@ -30,19 +29,19 @@ class TrainConfig:
     split_seed: int | None = None  # seed of that split (None: `seed`); fixed, runs of several seeds share one
     limit: int = 0  # use at most this many images of each of train/val/test (0: all); quick runs
     # optimisation
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 1e-3
+    epochs: int = 10  # passes over the training images
+    batch_size: int = 64  # images per optimiser step
+    optimizer: str = "adam"  # sgd (with momentum), adam or adamw
+    lr: float = 1e-3  # learning rate (the peak of a one-cycle schedule)
     momentum: float = 0.9  # SGD only
-    weight_decay: float = 0.0
-    schedule: str = "constant"
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
+    schedule: str = "constant"  # how lr changes step by step: constant, step, cosine or onecycle
     step_epochs: int = 5  # schedule "step": multiply lr by gamma every this many epochs
-    gamma: float = 0.1
+    gamma: float = 0.1  # schedule "step": the factor lr is multiplied by
     warmup: float = 0.3  # schedule "onecycle": share of the steps over which lr rises to its peak
     clip_grad: float = 0.0  # clip the gradients' global norm to this (0: off)
-    init: str = "default"
-    label_smoothing: float = 0.0
+    init: str = "default"  # weight initialisation: each layer's default, or xavier
+    label_smoothing: float = 0.0  # share of each target spread over the other classes
     augment: str = ""  # "" off, else e.g. "rotation=10,scale=0.9:1.1,translate=0.1,elastic=8"
     patience: int = 0  # early stopping: epochs without a better val accuracy (0: off)
     keep: str = "best"  # the checkpoint kept: the epoch of best val accuracy, or the last (one-cycle runs)
@@ -50,9 +49,11 @@ class TrainConfig:
     stop_at: float = 0.0  # stop once the test accuracy reaches this (0: off); a time-to-accuracy protocol
     check_every: int = 0  # with stop_at: also check the test set every this many steps (0: epoch ends only)
     # execution
-    seed: int = 0
-    eval_batch_size: int = 1024
-    threads: int = 0  # torch intra-op threads (0: torch's default)
+    seed: int = 0  # seeds the weights, the shuffling, augmentation and dropout
+    eval_batch_size: int = 1024  # images per call when validating and testing
+    threads: int = 1  # torch intra-op threads (0: torch's default, every core); on a 2-core machine two
+    # threads train 1.4-1.6x faster than one when nothing else runs, but 2.5-3.7x slower beside one other
+    # busy process: see benchmarks/results/threads.md
     channels_last: bool = False  # NHWC memory layout for model and batches
     compile: bool = False  # torch.compile the training forward (pays off on long runs only)
 
@@ -78,6 +79,8 @@ class TrainConfig:
             raise ConfigError(f"split must be {want} non-negative ratios {shape}, got {self.split}")
         if not self.test_split and self.split[2] <= 0:
             raise ConfigError("split needs a test ratio > 0 when test_split is empty")
+        from digitlab.data.augment import parse_augment  # (here: --help imports this module, not torch)
+
         parse_augment(self.augment)  # a bad augment string fails here, not after the data has loaded
 
     @classmethod
