@@ -23,6 +23,7 @@ _API = {
     "predict": "digitlab.infer", "evaluate_checkpoint": "digitlab.infer",
     "fit": "digitlab.train", "TrainConfig": "digitlab.train", "get_preset": "digitlab.train",
     "PRESETS": "digitlab.train", "list_runs": "digitlab.train", "build_ensemble": "digitlab.train",
+    "train_steps": "digitlab.train",
     "load_checkpoint": "digitlab.checkpoint",
     "load_dataset": "digitlab.data", "list_datasets": "digitlab.data", "dataset_status": "digitlab.data",
     "load_image": "digitlab.data", "to_model_input": "digitlab.data",
