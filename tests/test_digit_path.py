@@ -2,6 +2,8 @@
 digit_input (one polarity detector, one contrast rule, mnist_style); predict says when an image holds
 several digits."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,8 @@ from digitlab.data.preprocess import (
 from digitlab.errors import DatasetError
 from digitlab.infer import predict, predict_logits
 from digitlab.pretrained import bundled
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +100,16 @@ def test_an_image_of_several_digits_gets_a_note(mnist_test, classifier, tmp_path
     assert one.label == "4" and one.note is None
     (array,) = predict([np.asarray(Image.open(paths[0]))], classifier)
     assert array.label is None and array.note == "holds 3 digits: use digitlab.read(image)"
+
+
+def test_digits_joined_by_rulings_or_boxes_are_counted_by_the_reader():
+    """A ruling line joins the digits of an amount into one component, and boxes hold a postcode's: the
+    screen sees ink wider than a digit, the reader counts the digits."""
+    samples = REPO / "samples"
+    amount, postcode, digit = predict([samples / "amount.png", samples / "postcode.png", samples / "digit.png"])
+    assert amount.label is None and amount.note.startswith("holds 6 digits")
+    assert postcode.label is None and postcode.note.startswith("holds 5 digits")
+    assert digit.label == "8" and digit.note is None
 
 
 def draw(strokes: list[tuple[int, ...]], size=(100, 140)) -> np.ndarray:

@@ -20,6 +20,7 @@ from digitlab.calibrate import expected_calibration_error
 from digitlab.checkpoint import Checkpoint, load_checkpoint
 from digitlab.data import DigitDataset, Normalization, load_dataset, to_model_input
 from digitlab.data.preprocess import read_digit
+from digitlab.errors import DigitlabError
 from digitlab.plots import plot_confusion
 
 
@@ -119,12 +120,25 @@ def predict(images: list[Any], checkpoint: str | Path | Checkpoint | None = None
         i = int(p.argmax())
         is_file = isinstance(source, (str, Path))
         name = str(source) if is_file else "<array>"
+        if digits > 1:  # the cheap screen says several: the reader counts them
+            digits = digits_read(source, checkpoint if checkpoint is None else ckpt, digits)
         if digits > 1:
             how = f"`digitlab read {shlex.quote(name)}`" if is_file else "digitlab.read(image)"
             out.append(Prediction(name, None, i, p.tolist(), f"holds {digits} digits: use {how}"))
         else:
             out.append(Prediction(name, ckpt.classes[i], i, p.tolist()))
     return out
+
+
+def digits_read(image: Any, checkpoint: Checkpoint | None, screened: int) -> int:
+    """How many digits the reader finds in an image (the bundled reader for checkpoint None), or the
+    screen's count where the reader cannot read it."""
+    from digitlab.read.recognize import read
+
+    try:
+        return len(read(image, checkpoint).digits)
+    except DigitlabError:
+        return screened
 
 
 def evaluate_checkpoint(checkpoint: str | Path | Checkpoint | None = None, dataset: str | None = None,
