@@ -142,19 +142,25 @@ def _notes_said():
 
 
 def cmd_train_verifier(args: argparse.Namespace) -> None:
-    from digitlab.read.verifier import VerifierConfig, train_verifier
+    from digitlab.read.config import VerifierConfig
+    from digitlab.read.verifier import train_verifier
 
-    values = config_values(args, VerifierConfig)
-    vcfg = None if refuse_settings_with_resume(args, values) else VerifierConfig.from_dict(values)
-    train_verifier(vcfg, args.out, args.data_dir, resume=args.resume, progress=not args.no_progress)
+    _train_helper(args, VerifierConfig, train_verifier)
 
 
 def cmd_train_line_reader(args: argparse.Namespace) -> None:
-    from digitlab.read.linereader import LineReaderConfig, train_line_reader
+    from digitlab.read.config import LineReaderConfig
+    from digitlab.read.linereader import train_line_reader
 
-    values = config_values(args, LineReaderConfig)
-    lcfg = None if refuse_settings_with_resume(args, values) else LineReaderConfig.from_dict(values)
-    train_line_reader(lcfg, args.out, args.data_dir, resume=args.resume, progress=not args.no_progress)
+    _train_helper(args, LineReaderConfig, train_line_reader)
+
+
+def _train_helper(args: argparse.Namespace, cls: type, train) -> None:
+    """Train one of the reader's helpers with its config from the options (none with --resume, which
+    continues with the run's saved one)."""
+    values = config_values(args, cls)
+    cfg = None if refuse_settings_with_resume(args, values) else cls.from_dict(values)
+    train(cfg, args.out, args.data_dir, resume=args.resume, progress=not args.no_progress)
 
 
 def _add_training_options(p: argparse.ArgumentParser, what: str) -> None:
