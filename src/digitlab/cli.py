@@ -127,8 +127,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(json.dumps([dataclasses.asdict(p) for p in predictions], indent=2))
         return
     for p in predictions:
-        if note := getattr(p, "note", None):  # several digits: no label
-            print(f"{p.source}: {note}")
+        if p.note:  # several digits: no label
+            print(f"{p.source}: {p.note}")
             continue
         probs = " ".join(f"{q:.3f}" for q in p.probabilities)
         print(f"{p.source}: {p.label} ({100 * p.confidence:.1f}%)  probabilities [{probs}]")
