@@ -321,10 +321,27 @@ def test_ensemble_averages_runs_that_share_a_split(shared_data_dir, tmp_path, ca
     assert not (tmp_path / "refused").exists()
 
 
-def test_a_dataset_with_one_split_says_how_to_carve_it(tmp_path):
+def test_a_dataset_with_one_split_is_carved_70_15_15_or_as_asked(tmp_path):
+    quiet = dict(progress=False, log=lambda s: None)
+    summary = fit(TrainConfig(dataset="digits", epochs=1), tmp_path / "default", **quiet)
+    assert summary["config"]["train_split"] == "all" and summary["config"]["split"] == [70, 15, 15]
+    assert summary["sizes"] == {"train": 1259, "val": 270, "test": 268}  # stratified, per class
     with pytest.raises(ConfigError, match=r"digits has one split, 'all'.*--train-split all --test-split ''"):
-        fit(TrainConfig(dataset="digits"), tmp_path / "run", progress=False, log=lambda s: None)
+        fit(TrainConfig(dataset="digits", train_split="train", test_split="x"), tmp_path / "run", **quiet)
     assert not (tmp_path / "run").exists()
-    summary = fit(TrainConfig(dataset="digits", train_split="all", test_split="", split=(70, 15, 15), epochs=1),
-                  tmp_path / "run", progress=False, log=lambda s: None)
-    assert summary["sizes"]["test"] > 200 and summary["test_accuracy"] > 0.1
+    summary = fit(TrainConfig(dataset="digits", train_split="all", test_split="", split=(80, 10, 10), epochs=1),
+                  tmp_path / "run", **quiet)
+    assert summary["sizes"]["test"] == 179 and summary["test_accuracy"] > 0.1
+
+
+def test_k_fold_config_cuts_disjoint_folds_that_cover_the_pool(tmp_path):
+    quiet = dict(progress=False, log=lambda s: None)
+    vals = []
+    for fold in range(3):
+        fit(TrainConfig(dataset="digits", folds=3, fold=fold, epochs=1, limit=0), tmp_path / f"f{fold}", **quiet)
+        parts = np.load(tmp_path / f"f{fold}" / "splits.npz")
+        assert not set(parts["train"]) & set(parts["val"]) and not set(parts["val"]) & set(parts["test"])
+        vals.append(set(parts["val"]))
+    assert sum(map(len, vals)) == len(set().union(*vals)) == 1797 - len(parts["test"])  # the test share stays out of the folds
+    with pytest.raises(ConfigError, match="0 <= fold < folds"):
+        TrainConfig(folds=3, fold=3)

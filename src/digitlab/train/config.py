@@ -27,6 +27,8 @@ class TrainConfig:
     test_split: str = "test"  # "" carves the test set out of train_split (3 ratios in `split`)
     split: tuple[float, ...] = (4.0, 1.0)  # train:val, or train:val:test when test_split == ""
     split_seed: int | None = None  # seed of that split (None: `seed`); fixed, runs of several seeds share one
+    folds: int = 0  # k-fold: train/val are fold `fold` of this many stratified folds of the train pool (0: `split`)
+    fold: int = 0  # with folds: which fold is the validation set, 0 .. folds-1
     limit: int = 0  # use at most this many images of each of train/val/test (0: all); quick runs
     # optimisation
     epochs: int = 10  # passes over the training images
@@ -73,6 +75,10 @@ class TrainConfig:
             raise ConfigError(f"clip_grad must be >= 0, got {self.clip_grad}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.folds and not (2 <= self.folds and 0 <= self.fold < self.folds):
+            raise ConfigError(f"k-fold needs folds >= 2 and 0 <= fold < folds, got folds={self.folds} fold={self.fold}")
+        if self.fold and not self.folds:
+            raise ConfigError(f"fold={self.fold} needs folds (the number of folds) too")
         want = 2 if self.test_split else 3
         if len(self.split) != want or any(r < 0 for r in self.split) or self.split[0] <= 0:
             shape = "train:val" if self.test_split else "train:val:test (test_split is empty)"

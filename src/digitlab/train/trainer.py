@@ -17,7 +17,15 @@ from torch import nn
 
 from digitlab.atomic import save_arrays, write_text
 from digitlab.checkpoint import load_checkpoint, model_meta, save_checkpoint
-from digitlab.data import DigitDataset, get_spec, load_dataset, parse_augment, ratio_split, resolve_data_dir
+from digitlab.data import (
+    DigitDataset,
+    get_spec,
+    kfold_split,
+    load_dataset,
+    parse_augment,
+    ratio_split,
+    resolve_data_dir,
+)
 from digitlab.errors import ConfigError
 from digitlab.infer import Evaluation, evaluate
 from digitlab.models import create_model, init_weights
@@ -44,6 +52,15 @@ class RunData:
     indices: dict[str, np.ndarray]  # split name -> indices into its source split, saved with the run
 
 
+def one_split_defaults(cfg: TrainConfig) -> TrainConfig:
+    """A dataset of one split (TibetanMNIST, sklearn digits) asked for the default train/test splits: carve
+    train, val and test from its one split, 70:15:15 (k-fold: 85 of it in folds, 15 test)."""
+    splits = get_spec(cfg.dataset).splits
+    if len(splits) == 1 and (cfg.train_split, cfg.test_split) == ("train", "test") and "train" not in splits:
+        return cfg.replace(train_split=next(iter(splits)), test_split="", split=(70, 15, 15))
+    return cfg
+
+
 def prepare_data(cfg: TrainConfig, progress: bool = False, download: bool = False) -> RunData:
     """Load the dataset and cut the deterministic train/val(/test) split that the config asks for."""
     spec = get_spec(cfg.dataset)
@@ -52,7 +69,16 @@ def prepare_data(cfg: TrainConfig, progress: bool = False, download: bool = Fals
         raise ConfigError(f"{spec.name} has one split, {only!r}, and no {cfg.train_split!r}/{cfg.test_split!r}: carve "
                           f"all three from it, e.g. --train-split {only} --test-split '' --split 70:15:15")
     pool = load_dataset(cfg.dataset, cfg.train_split, data_dir=cfg.data_dir, download=download, progress=progress)
-    parts = ratio_split(pool.labels, cfg.split, seed=cfg.seed if cfg.split_seed is None else cfg.split_seed)
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    if cfg.folds:  # k-fold: the pool (less a carved test share) in `folds` stratified folds, one of them val
+        rest = torch.arange(len(pool))
+        if not cfg.test_split:
+            rest, _, test_idx = ratio_split(pool.labels, (cfg.split[0] + cfg.split[1], 0, cfg.split[2]),
+                                            seed=split_seed)
+        train_pos, val_pos = kfold_split(pool.labels[rest], cfg.folds, seed=split_seed)[cfg.fold]
+        parts = [rest[train_pos], rest[val_pos]] + ([] if cfg.test_split else [test_idx])
+    else:
+        parts = ratio_split(pool.labels, cfg.split, seed=split_seed)
     if cfg.test_split:
         train_idx, val_idx = parts
         test = load_dataset(cfg.dataset, cfg.test_split, data_dir=cfg.data_dir, download=download,
@@ -88,7 +114,7 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
     cfg.check_every steps (or each epoch), reaches it. Returns summary.json's content."""
     if cfg is not None and not resume:
         # the data folder as this run finds it, absolute: eval and ensembles find the data there again
-        cfg = cfg.replace(data_dir=str(resolve_data_dir(cfg.data_dir).resolve()))
+        cfg = one_split_defaults(cfg).replace(data_dir=str(resolve_data_dir(cfg.data_dir).resolve()))
     default = default_run_dir(name or f"{cfg.model}-{cfg.dataset}") if cfg is not None else None
     cfg, out = open_run(cfg, out_dir, resume, TrainConfig, default)
     if cfg.threads:
