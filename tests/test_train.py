@@ -342,6 +342,7 @@ def test_k_fold_config_cuts_disjoint_folds_that_cover_the_pool(tmp_path):
         parts = np.load(tmp_path / f"f{fold}" / "splits.npz")
         assert not set(parts["train"]) & set(parts["val"]) and not set(parts["val"]) & set(parts["test"])
         vals.append(set(parts["val"]))
-    assert sum(map(len, vals)) == len(set().union(*vals)) == 1797 - len(parts["test"])  # the test share stays out of the folds
+    # the test share stays out of the folds
+    assert sum(map(len, vals)) == len(set().union(*vals)) == 1797 - len(parts["test"])
     with pytest.raises(ConfigError, match="0 <= fold < folds"):
         TrainConfig(folds=3, fold=3)

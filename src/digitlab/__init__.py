@@ -9,6 +9,7 @@ The main entry points are importable from here; they load lazily, so `import dig
     summary = digitlab.fit(cfg, "runs/lenet5")
     digitlab.predict(["seven.png"], "runs/lenet5")        # with your own run
     digitlab.evaluate_checkpoint("runs/lenet5")           # on its dataset's test split
+    digitlab.cross_validate(cfg, "runs/cv", folds=10)     # also sweep, grid, search, compare, write_report
 
 `digitlab.read` is both the package of the reading pipeline (digitlab.read.ReadConfig, ...) and its
 `read` function: calling it reads an image.
@@ -24,6 +25,8 @@ _API = {
     "fit": "digitlab.train", "TrainConfig": "digitlab.train", "get_preset": "digitlab.train",
     "PRESETS": "digitlab.train", "list_runs": "digitlab.train", "build_ensemble": "digitlab.train",
     "train_steps": "digitlab.train",
+    "cross_validate": "digitlab.experiments", "sweep": "digitlab.experiments", "grid": "digitlab.experiments",
+    "search": "digitlab.experiments", "compare": "digitlab.experiments", "write_report": "digitlab.experiments",
     "load_checkpoint": "digitlab.checkpoint",
     "load_dataset": "digitlab.data", "list_datasets": "digitlab.data", "dataset_status": "digitlab.data",
     "load_image": "digitlab.data", "to_model_input": "digitlab.data",

@@ -73,8 +73,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     values = config_values(args, TrainConfig)
     cfg = None
-    if not refuse_settings_with_resume(args, values, args.preset, args.dry_run):
-        cfg = get_preset(args.preset).config(**values) if args.preset else TrainConfig.from_dict(values)
+    if not refuse_settings_with_resume(args, values, args.preset, args.dry_run, args.from_study):
+        if args.from_study and args.preset:
+            raise DigitlabError("--from-study brings the whole config; drop --preset")
+        if args.from_study:
+            from digitlab.experiments.search import config_from_study
+
+            storage = args.storage or os.environ.get("DIGITLAB_STORAGE")
+            cfg = config_from_study(args.from_study, storage).replace(**values)
+        else:
+            cfg = get_preset(args.preset).config(**values) if args.preset else TrainConfig.from_dict(values)
         if args.dry_run:  # after the checks: a bad value is refused with --dry-run too
             cfg = cfg.replace(epochs=1, limit=min(cfg.limit or 512, 512))
     summary = fit(cfg, args.out, resume=args.resume, download=args.download, progress=not args.no_progress,
@@ -189,6 +197,7 @@ def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
 
 def build_parser() -> argparse.ArgumentParser:
     from digitlab import __version__
+    from digitlab.experiments.cli import add_commands as add_experiments  # cv, sweep, search, compare, report
     from digitlab.read.cli import add_commands  # read, eval-read, train-verifier, train-line-reader
     from digitlab.train.config import INITS, KEEPS, OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -224,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="quick check: 1 epoch on at most 512 images per split")
     p.add_argument("--no-progress", action="store_true", help="no progress bar; one line per epoch")
     p.add_argument("--download", action="store_true", help="fetch missing dataset files from the mirrors")
+    p.add_argument("--from-study", metavar="SEARCH", help="start from the best config of a search: its folder, or "
+                                                          "a study name in --storage")
+    p.add_argument("--storage", metavar="URL", help="with --from-study NAME: the study's storage URL "
+                                                    "(default $DIGITLAB_STORAGE)")
     add_config_options(p, TrainConfig, "training settings (each overrides the preset's)",
                        {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "init": INITS, "keep": KEEPS})
 
@@ -251,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="data root (default: the runs' own)")
 
     add_commands(command)
+    add_experiments(command)
 
     p = command("runs", "list runs in a table", cmd_runs)
     p.add_argument("root", nargs="?", default="runs", metavar="ROOT",

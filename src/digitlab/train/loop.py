@@ -138,7 +138,8 @@ def train_loop(model: nn.Module, data: Batches, loss: Loss, cfg: TrainConfig, *,
                validate: Callable[[nn.Module], tuple[float, float]] | None = None,
                check: Callable[[float, float], dict[str, Any] | None] | None = None,
                max_steps: int = 0, forward: nn.Module | None = None, progress: bool = True,
-               log: Callable[[str], None] = print, desc: str = "") -> LoopResult:
+               log: Callable[[str], None] = print, desc: str = "",
+               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> LoopResult:
     """Train `model` in place on `data` with `loss` for cfg.epochs epochs (or max_steps optimiser steps).
 
     Optimiser, schedule, patience, keep and divergence come from cfg (a TrainConfig); the shuffling
@@ -147,7 +148,9 @@ def train_loop(model: nn.Module, data: Batches, loss: Loss, cfg: TrainConfig, *,
     trained) -> a dict to stop the run (a target reached) or None: it runs every cfg.check_every steps
     and at each epoch end. With a run folder `out`, every epoch rewrites metrics.csv and state.pt and
     the kept epoch's checkpoint (`meta` plus its epoch); resume=True continues from out/state.pt.
-    `forward` is the module that runs the batches (a torch.compile of model), model by default."""
+    `forward` is the module that runs the batches (a torch.compile of model), model by default.
+    on_epoch(row) sees each epoch's metrics row once it is saved; an exception it raises (a study
+    pruning a hopeless trial) ends the run there and reaches the caller."""
     forward = forward if forward is not None else model
     out = Path(out) if out is not None else None
     opt = make_optimizer(cfg, model.parameters())
@@ -215,6 +218,8 @@ def train_loop(model: nn.Module, data: Batches, loss: Loss, cfg: TrainConfig, *,
             val_text = f"val loss {val[0]:.4f} acc {val[1]:.4f}" if val else "no val split"
             msg = f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}{acc}  {val_text}  {row['seconds']:.1f}s"
             bar.write(msg) if progress else log(msg)
+            if on_epoch is not None:
+                on_epoch(row)
             if result.reached:
                 break
     except Diverged as e:
@@ -265,7 +270,7 @@ def _epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, batches: Iterato
         if step >= limit:
             break
     mean_loss = loss_sum.item() / max(seen, 1)
-    if not math.isfinite(mean_loss):
+    if not math.isfinite(mean_loss) or (ref_loss and mean_loss > cfg.diverge_factor * ref_loss[0]):
         raise Diverged(f"training diverged at epoch {epoch}: loss {mean_loss:.4g} with lr {cfg.lr:g}; "
                        f"try a lower --lr")
     return mean_loss, correct.item() / max(seen, 1) if counted else None, step, checked

@@ -105,13 +105,14 @@ def default_run_dir(name: str) -> Path:
 
 def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, resume: bool = False,
         download: bool = False, progress: bool = True, log: Callable[[str], None] = print,
-        name: str | None = None) -> dict[str, Any]:
+        name: str | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train, validate each epoch, test the best model; everything lands in `out_dir`.
 
     With resume=True the run in `out_dir` continues from its last completed epoch (its saved config is
     used); with the same seed the result equals an uninterrupted run's. download=True fetches missing
     dataset files first. With cfg.stop_at > 0 the run stops as soon as the test accuracy, checked every
-    cfg.check_every steps (or each epoch), reaches it. Returns summary.json's content."""
+    cfg.check_every steps (or each epoch), reaches it. on_epoch(metrics row) follows each epoch (a study
+    reports it, and may stop the run by raising). Returns summary.json's content."""
     if cfg is not None and not resume:
         # the data folder as this run finds it, absolute: eval and ensembles find the data there again
         cfg = one_split_defaults(cfg).replace(data_dir=str(resolve_data_dir(cfg.data_dir).resolve()))
@@ -153,7 +154,7 @@ def fit(cfg: TrainConfig | None = None, out_dir: str | Path | None = None, *, re
         ClassificationLoss(num_classes, cfg.label_smoothing), cfg, out=out, resume=resume, meta=meta,
         validate=validate if data.val else None, check=target_reached if cfg.stop_at else None,
         forward=torch.compile(model) if cfg.compile else None,  # shares parameters with `model`
-        progress=progress, log=log, desc=cfg.model)
+        progress=progress, log=log, desc=cfg.model, on_epoch=on_epoch)
     if result.reached:
         log(f"stop: test accuracy {result.reached['test_accuracy']:.4f} >= {cfg.stop_at} after "
             f"{result.reached['train_seconds']:.1f}s of training")
