@@ -216,3 +216,21 @@ def test_two_workers_share_a_postgresql_study_and_survive_kill_9(tmp_path):
     for folder in ("a", "b"):  # whoever finishes writes the grid's table from the shared study
         result = json.loads((tmp_path / folder / "grid.json").read_text())
         assert [c["state"] for c in result["cells"]] == ["COMPLETE"] * len(lrs)
+
+
+def test_search_space_files_yaml_and_toml(tmp_path):
+    from digitlab.experiments.search import check_space, load_space
+
+    (tmp_path / "space.yaml").write_text("lr: {low: 1.0e-4, high: 0.3, log: true}\nbatch_size: [32, 64]\n"
+                                         "epochs: {low: 2, high: 6}\n")
+    (tmp_path / "space.toml").write_text('batch_size = [32, 64]\n[lr]\nlow = 1e-4\nhigh = 0.3\nlog = true\n'
+                                         '[epochs]\nlow = 2\nhigh = 6\n')
+    spaces = [check_space(load_space(tmp_path / f"space.{ext}"), FAST) for ext in ("yaml", "toml")]
+    assert spaces[0] == spaces[1]
+    assert spaces[0]["lr"] == {"int": False, "low": 1e-4, "high": 0.3, "log": True}
+    assert spaces[0]["epochs"]["int"] and spaces[0]["batch_size"] == {"choices": [32, 64]}
+    (tmp_path / "bad.yaml").write_text("lr: {low: 0.1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_space(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_space(tmp_path / "missing.yaml")

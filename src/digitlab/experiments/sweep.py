@@ -232,9 +232,10 @@ def plot_factor(out: Path, result: dict[str, Any], factor: str) -> Path:
         rows = p.get("history") or []
         epochs = [r["epoch"] for r in rows]
         label = f"{factor}={p['value']}" + (" (diverged)" if p.get("diverged") else "")
+        style = dict(color=colors[i % 10], marker="os^Dv<>p"[i % 8], ms=3, lw=2.5 - 0.4 * min(i, 4))  # overlaps show
         for ax, metric in zip(axes, ("loss", "accuracy")):
-            ax.plot(epochs, [r[f"train_{metric}"] for r in rows], "-", color=colors[i % 10], label=f"{label} train")
-            ax.plot(epochs, [r[f"val_{metric}"] for r in rows], "--", color=colors[i % 10], label=f"{label} val")
+            ax.plot(epochs, [r[f"train_{metric}"] for r in rows], "-", label=f"{label} train", **style)
+            ax.plot(epochs, [r[f"val_{metric}"] for r in rows], "--", label=f"{label} val", **style)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
