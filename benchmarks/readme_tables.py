@@ -70,11 +70,46 @@ def preset_figure(row: dict, results: Path) -> str:
     return f"test **{pct(row['test_accuracy'])}**"
 
 
+def experiment_rows(results: Path) -> list[tuple[str, str, str]]:
+    """The rows of benchmarks/experiments.py: the rescnn-sgd sweep, the reduced grid, the mnist-zoo
+    comparison (each only once measured)."""
+    rows = []
+    if (results / "sweep-rescnn-sgd.json").is_file():
+        sweep = load("sweep-rescnn-sgd", results)
+        lr = {r["value"]: r for r in sweep["rows"] if r["factor"] == "lr"}
+        accs = [r["test_accuracy"] for r in sweep["rows"] if not r["diverged"] and r["test_accuracy"] is not None]
+        verdict = "diverged" if sweep["lr_0.3_diverged"] else \
+            f"did **not** diverge (test {pct(lr[0.3]['test_accuracy'])})"
+        rows.append(("`digitlab sweep --protocol rescnn-sgd` (11 trainings, 2 workers)",
+                     "<= 60 min; lr 0.3 diverges, epochs and momentum matter little",
+                     f"**{sweep['wall_seconds'] / 60:.0f} min**; lr 0.3 {verdict}; test {pct(min(accs))}-"
+                     f"{pct(max(accs))} over the other points"))
+    if (results / "grid-rescnn-small.json").is_file():
+        grid = load("grid-rescnn-small", results)
+        chosen = ", ".join(f"{k} {v}" for k, v in grid["chosen"]["params"].items()) if grid["chosen"] else "none"
+        est = grid.get("full_grid_estimate")
+        cost = f"; the full 3,120-training grid: about {est['machine_hours']:.0f} machine-hours" if est else ""
+        rows.append(("`digitlab sweep --protocol rescnn-grid-small` (20 cells x 3 folds)", "<= 30 min",
+                     f"**{grid['wall_seconds'] / 60:.0f} min**; chosen {chosen}{cost}"))
+    if (results / "compare-mnist-zoo.json").is_file():
+        zoo = load("compare-mnist-zoo", results)
+        above = [r for r in zoo["rows"] if r.get("published") and r["test_accuracy_mean"] is not None
+                 and r["test_accuracy_mean"] > r["published"]]
+        with_figure = [r for r in zoo["rows"] if r.get("published")]
+        seeds = len(zoo["seeds"])
+        rows.append((f"`digitlab compare --protocol mnist-zoo --seeds {seeds}`",
+                     "every model above its published figure; <= 2 h",
+                     f"**{zoo['wall_seconds'] / 60:.0f} min**; {len(above)} of {len(with_figure)} models above "
+                     f"their published figure (table: docs/experiments.md)"))
+    return rows
+
+
 def results_table(results: Path = RESULTS) -> str:
     rows = [("preset or benchmark", "published or target", "digitlab")]
     presets = load("presets", results)
     for row in presets["results"]:
         rows.append((f"`{row['preset']}`", row["published"], preset_figure(row, results)))
+    rows += experiment_rows(results)
     synthetic = load("read_synthetic", results)["results"]
     for variant in ("easy", "hard"):
         r = synthetic[variant]
@@ -99,31 +134,50 @@ def results_table(results: Path = RESULTS) -> str:
     return "\n".join(out)
 
 
-def with_table(readme: str, table: str) -> str:
+EXPERIMENTS_DOC = README.parent / "docs" / "experiments.md"
+EXP_START, EXP_END = "<!-- experiments:start -->", "<!-- experiments:end -->"
+
+
+def experiments_section(results: Path = RESULTS) -> str:
+    """docs/experiments.md's results: the Markdown of each experiment benchmark, its figures shown."""
+    parts = []
+    for name in ("sweep-rescnn-sgd", "grid-rescnn-small", "compare-mnist-zoo"):
+        if not (results / f"{name}.md").is_file():
+            continue
+        text = (results / f"{name}.md").read_text().replace("](figures/", "](../benchmarks/results/figures/")
+        text = "\n".join("### " + line[2:] if line.startswith("# ") else line for line in text.splitlines())
+        figures = load(name, results).get("figures", [])
+        parts.append(text + "\n\n" + "\n".join(f"![{Path(f).stem}](../benchmarks/results/{f})" for f in figures))
+    return "\n\n".join(parts) if parts else "(not measured yet)"
+
+
+def with_table(readme: str, table: str, start: str = START, end: str = END) -> str:
     """readme with the text between the markers replaced by table; a ValueError if a marker is missing."""
-    if readme.count(START) != 1 or readme.count(END) != 1 or readme.index(START) > readme.index(END):
-        raise ValueError(f"README.md needs one {START} followed by one {END}")
-    head, rest = readme.split(START)
-    _, tail = rest.split(END)
-    return f"{head}{START}\n{table}\n{END}{tail}"
+    if readme.count(start) != 1 or readme.count(end) != 1 or readme.index(start) > readme.index(end):
+        raise ValueError(f"the file needs one {start} followed by one {end}")
+    head, rest = readme.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{table}\n{end}{tail}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 if README.md is out of date")
     args = ap.parse_args()
-    readme = README.read_text()
-    updated = with_table(readme, results_table())
-    if args.check:
-        if updated != readme:
-            sys.exit("README.md's results table differs from benchmarks/results/*.json: "
-                     "run python benchmarks/readme_tables.py")
-        print("README.md's results table is up to date")
-    elif updated != readme:
-        README.write_text(updated)
-        print(f"rewrote the results table in {README}")
-    else:
-        print("README.md's results table was already up to date")
+    for path, make, start, end in ((README, results_table, START, END),
+                                   (EXPERIMENTS_DOC, experiments_section, EXP_START, EXP_END)):
+        text = path.read_text()
+        updated = with_table(text, make(), start, end)
+        if args.check:
+            if updated != text:
+                sys.exit(f"{path.name}'s results differ from benchmarks/results/*.json: "
+                         "run python benchmarks/readme_tables.py")
+            print(f"{path.name}'s results are up to date")
+        elif updated != text:
+            path.write_text(updated)
+            print(f"rewrote the results in {path}")
+        else:
+            print(f"{path.name}'s results were already up to date")
 
 
 if __name__ == "__main__":

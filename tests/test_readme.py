@@ -140,6 +140,9 @@ def test_results_table_is_generated_from_the_benchmark_json():
     readme = README.read_text()
     assert tables.with_table(readme, tables.results_table()) == readme, \
         "README.md's results table is edited by hand or stale: run python benchmarks/readme_tables.py"
+    doc = tables.EXPERIMENTS_DOC.read_text()
+    assert tables.with_table(doc, tables.experiments_section(), tables.EXP_START, tables.EXP_END) == doc, \
+        "docs/experiments.md's results are edited by hand or stale: run python benchmarks/readme_tables.py"
 
 
 def test_committed_results_and_checkpoints_name_no_machine_paths():

@@ -64,8 +64,11 @@ def add_commands(command) -> None:
     p.add_argument("--protocol", metavar="NAME", help="a named protocol, e.g. mnist-zoo (see --list)")
     p.add_argument("--list", action="store_true", help="list the named protocols and exit")
     p.add_argument("--seeds", default="3", metavar="N|S1,S2,...",
-                   help="a number of seeds (1..N) or a list of seeds (default 3)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="trainings at once in separate processes")
+                   help="a number of seeds (1..N) or a list of seeds (default 3); a k-fold protocol (kannada-mnist) "
+                        "or --folds K trains each model once per fold instead")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="trainings at once in separate processes, one thread each (default: the protocol's, "
+                        "else 1)")
     _add_training(p)
 
     p = command("report", "one self-contained HTML page per run, cv, sweep, grid, search or comparison",
@@ -110,7 +113,9 @@ def _out(args: argparse.Namespace, name: str) -> Path:
     return Path(args.out) if args.out else Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
 
 
-def _jobs(args: argparse.Namespace) -> int:
+def _jobs(args: argparse.Namespace) -> int | None:
+    if args.jobs is None:
+        return None
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     return args.jobs
