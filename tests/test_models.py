@@ -256,6 +256,24 @@ def test_rescnn_is_xavier_initialised():
     assert torch.all(model.fc.bias == 0)
 
 
+def test_rescnn_defaults_are_the_cheap_residual_network():
+    # stride-2 stem, stages 24/48/96 at 14, 7, 4 pixels: ~6.5x fewer MACs than the former stride-1 32/64/128
+    from digitlab.models.layers import ResidualBlock
+
+    info = model_info("rescnn")
+    assert info.params == 173_842 and info.macs == 5_720_352
+    model = create_model("rescnn").eval()
+    assert model.forward_features(noise(2)).shape == (2, 96, 4, 4)
+    blocks = [m for m in model.modules() if isinstance(m, ResidualBlock)]
+    assert [isinstance(b.shortcut, nn.Identity) for b in blocks] == [True, False, False]  # 1x1 where shapes change
+    assert model.head_drop.p == 0.3
+    former = model_info("rescnn", stages=[32, 64, 128], stem_stride=1)  # still reachable by its arguments
+    assert former.params == 308_074 and former.macs == 37_156_608
+    assert model_info("resnet18").macs == 114_064_384  # shares the ResNet class; its stem stays at stride 1
+    with pytest.raises(ModelError, match="stem_stride"):
+        create_model("rescnn", stem_stride=3)
+
+
 def test_every_saved_network_is_registered_by_kind():
     from digitlab.models import model_kind
 

@@ -48,8 +48,11 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="rescnn-sgd",
             description="residual CNN with BatchNorm and dropout, SGD, Xavier initialisation, on MNIST",
+            # rescnn's stride-2 stem and 24/48/96 stages (5.7M MACs, was 37.2M): one thread, 31-34 s per
+            # epoch at batch 64 (was about 4 min), 45 s at batch 16; NHWC ~20% faster (41 and 54 s without).
+            # Seeds 1, 2: 99.08, 98.99% test; lr 0.3 (seed 1, 3 epochs) does not diverge: 99.09%
             overrides=dict(model="rescnn", dataset="mnist", split=(11, 1), optimizer="sgd", lr=0.01,
-                           momentum=0.5, batch_size=64, epochs=10, init="xavier"),
+                           momentum=0.5, batch_size=64, epochs=10, init="xavier", channels_last=True),
             published="about 98-99% test accuracy",
             target_metric="test_accuracy",
             target=0.98,
