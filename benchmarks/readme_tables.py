@@ -60,6 +60,12 @@ def preset_figure(row: dict, results: Path) -> str:
         if base and targets[key].get("speedup"):
             text += f"; {targets[key]['speedup']:.1f}x pytorch/examples ({mean_std(base['seconds'])} s)"
         return text
+    if row.get("measured_by") == "sweep-rescnn-sgd.json":
+        if not (results / row["measured_by"]).is_file():
+            return "not measured yet"
+        base = next(r for r in load("sweep-rescnn-sgd", results)["rows"] if r["factor"] == "lr" and r["value"] == 0.01)
+        return (f"test **{pct(base['test_accuracy'])}** (seed 0, the sweep's base point); "
+                f"{base['train_seconds'] / base['epochs_run']:.0f} s per epoch on one thread")
     if row.get("test_accuracy") is None:
         return row.get("note", "not measured")
     if "best_val_accuracy" in row:
