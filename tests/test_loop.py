@@ -93,3 +93,14 @@ def test_the_readers_helpers_train_in_run_folders_and_resume(which, shared_data_
     for k in whole:
         torch.testing.assert_close(resumed[k], whole[k], rtol=0, atol=0)
     assert (tmp_path / "cut" / "metrics.csv").read_text().count("\n") == 3
+
+
+def test_atomic_writes_get_the_umask_permissions_not_0600(tmp_path):
+    import os
+    import stat
+
+    from digitlab.atomic import UMASK, write_text
+
+    write_text(tmp_path / "summary.json", "{}")
+    assert stat.S_IMODE(os.stat(tmp_path / "summary.json").st_mode) == 0o666 & ~UMASK
+    assert (tmp_path / "summary.json").read_text() == "{}" and len(list(tmp_path.iterdir())) == 1

@@ -9,7 +9,8 @@ Seconds per MNIST epoch below: one torch thread on the project's 2-core CPU, the
 2,000-image `--limit` run extrapolated to 55,000 train + 5,000 val images (ms per training image: lenet5
 0.11, lenet-attention 0.71, lenet5-improved 0.58, alexnet 1.14, vgg16 1.76, mobilenetv3-small 6.48,
 resnet18 10.75), measured while other processes loaded the machine (1-minute load 1.2-2.3): an upper
-bound. rescnn: about 33 s per full epoch with its preset (channels_last, batch 64), measured whole. The times in the descriptions assume `jobs` trainings at once, one thread each."""
+bound. rescnn: about 33 s per full epoch with its preset (channels_last, batch 64), measured whole. The
+times in the descriptions assume `jobs` trainings at once, one thread each."""
 
 from __future__ import annotations
 
