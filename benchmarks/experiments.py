@@ -33,6 +33,11 @@ def env(args) -> dict:
             "jobs": args.jobs, "dry_run": args.dry_run, "resumed": args.resumed}
 
 
+def portable_config(config: dict) -> dict:
+    """The config as the committed results give it: the data folder by name, not by this machine's path."""
+    return {**config, "data_dir": report_io.portable(config["data_dir"]) if config.get("data_dir") else None}
+
+
 def copy_figures(folder: Path, names: list[str], prefix: str) -> list[str]:
     FIGURES.mkdir(parents=True, exist_ok=True)
     saved = []
@@ -66,7 +71,8 @@ def run_sweep(args) -> None:
                          "test_accuracy": p.get("test_accuracy"),
                          "train_seconds": sum(r.get("seconds") or 0 for r in p.get("history") or [])})
     lr03 = next((r for r in rows if r["factor"] == "lr" and r["value"] == 0.3), None)
-    report = {"protocol": protocol.name, "config": result["config"], "vary": protocol.vary, "env": env(args),
+    report = {"protocol": protocol.name, "config": portable_config(result["config"]), "vary": protocol.vary,
+              "env": env(args),
               "wall_seconds": wall, "budget_seconds": 3600, "within_budget": wall <= 3600,
               "lr_0.3_diverged": bool(lr03 and lr03["diverged"]), "rows": rows,
               "figures": copy_figures(out, [f"sweep-{f}.png" for f in protocol.vary], "rescnn-sgd")}
@@ -114,7 +120,8 @@ def run_grid(args) -> None:
                         "basis": "mean train seconds of the sweep's batch-size points (10 epochs, 55k images, one "
                                  "thread each, two at a time on this 2-core machine)",
                         "machine_hours": trainings * mean_training / args.jobs / 3600}
-    report = {"protocol": small.name, "description": small.description, "config": result["config"],
+    report = {"protocol": small.name, "description": small.description,
+              "config": portable_config(result["config"]),
               "axes": small.grid, "folds": small.folds, "env": env(args), "wall_seconds": wall,
               "budget_seconds": 1800, "within_budget": wall <= 1800, "chosen": result["chosen"],
               "why": result["why"], "cells": cells, "full_grid_estimate": estimate,
@@ -150,6 +157,8 @@ def run_compare(args) -> None:
     result = compare(None, protocol=args.protocol, base=base, seeds=list(range(1, args.seeds + 1)), out=out,
                      jobs=args.jobs, progress=False)
     wall = time.perf_counter() - t0
+    for row in result["rows"]:
+        row["config"] = portable_config(row["config"])
     report = {**result, "env": env(args), "wall_seconds": wall, "budget_seconds": 7200,
               "within_budget": wall <= 7200, "figures": copy_figures(out, ["compare.png"], f"compare-{args.protocol}")}
     md = (out / "compare.md").read_text() if (out / "compare.md").is_file() else ""

@@ -234,3 +234,14 @@ def test_search_space_files_yaml_and_toml(tmp_path):
         load_space(tmp_path / "bad.yaml")
     with pytest.raises(ConfigError, match="does not exist"):
         load_space(tmp_path / "missing.yaml")
+
+
+def test_folds_in_parallel_processes_give_the_sequential_numbers(tmp_path):
+    from digitlab.experiments.cv import cross_validate
+
+    cfg = FAST.replace(epochs=1)
+    one = cross_validate(cfg, tmp_path / "one", folds=2, jobs=1, **QUIET)
+    two = cross_validate(cfg, tmp_path / "two", folds=2, jobs=2, **QUIET)
+    for a, b in zip(one["rows"], two["rows"]):  # one thread each: the same weights, the same metrics
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+        assert a["test_accuracy"] == b["test_accuracy"]

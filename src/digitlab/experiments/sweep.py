@@ -341,17 +341,23 @@ def plot_grid(out: Path, result: dict[str, Any]) -> Path:
     else:
         rows_axis, cols_axis = result["axes"][names[0]], result["axes"][names[1]]
         grid = np.full((len(rows_axis), len(cols_axis)), np.nan)
+        labels: list[tuple[int, int, float]] = []
         for i, r in enumerate(rows_axis):
             for j, c in enumerate(cols_axis):
                 cell = cells.get(json.dumps([r, c] + [result["axes"][n][0] for n in names[2:]]))
                 v = value(cell)
                 if v is not None and math.isfinite(v):
                     grid[i, j] = v
+                    if len(rows_axis) * len(cols_axis) <= 60:  # small grids: the value in the cell
+                        labels.append((j, i, v))
                 elif cell and cell.get("diverged"):
                     ax.text(j, i, "x", ha="center", va="center", color="red", fontsize=9)
         finite = grid[np.isfinite(grid)]
         norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size and finite.min() > 0 else None
         im = ax.imshow(grid, cmap="viridis_r", aspect="auto", norm=norm)
+        for j, i, v in labels:  # light text on the dark (high-loss) cells
+            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7,
+                    color="white" if im.norm(v) > 0.55 else "0.15")
         fig.colorbar(im, ax=ax, label=f"mean val loss over {result['folds']} folds" if result["folds"]
                      else "val loss")
         ax.set_xticks(range(len(cols_axis)), [f"{c:g}" if isinstance(c, float) else str(c) for c in cols_axis],

@@ -48,7 +48,7 @@ SWEEPS: dict[str, SweepProtocol] = {p.name: p for p in [
     ),
     SweepProtocol(
         name="rescnn-grid-small",
-        description="a reduced rescnn-grid that runs on one 2-core machine in about half an hour: batch 32, "
+        description="a reduced rescnn-grid for one 2-core machine (budget: half an hour): batch 32, "
                     "96, 160, 256 x lr 0.005, 0.05, 0.1, 0.15, 0.195, 3-fold cross-validation, 2 epochs on "
                     "12,000 images of each fold's training part",
         preset="rescnn-sgd",
