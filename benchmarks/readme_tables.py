@@ -147,7 +147,8 @@ EXP_START, EXP_END = "<!-- experiments:start -->", "<!-- experiments:end -->"
 def experiments_section(results: Path = RESULTS) -> str:
     """docs/experiments.md's results: the Markdown of each experiment benchmark, its figures shown."""
     parts = []
-    for name in ("sweep-rescnn-sgd", "grid-rescnn-small", "compare-mnist-zoo"):
+    compares = sorted(p.stem for p in results.glob("compare-*.json"))
+    for name in ("sweep-rescnn-sgd", "grid-rescnn-small", *compares):
         if not (results / f"{name}.md").is_file():
             continue
         text = (results / f"{name}.md").read_text().replace("](figures/", "](../benchmarks/results/figures/")
