@@ -19,3 +19,13 @@ class ConfigError(DigitlabError):
 
 class CheckpointError(DigitlabError):
     """A checkpoint is missing, incomplete or does not match the code."""
+
+
+def close_match(name: str, known, list_known: bool = True) -> str:
+    """The end of an 'unknown name' message: '; did you mean 'x'?', else '; known: a, b' (or '')."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; known: {', '.join(known)}" if list_known else ""

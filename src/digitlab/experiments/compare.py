@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.atomic import write_text
-from digitlab.errors import ConfigError, DigitlabError
+from digitlab.errors import ConfigError, DigitlabError, close_match
 from digitlab.experiments.pool import run_fits
 from digitlab.experiments.protocols import Protocol, Recipe, get_protocol
 from digitlab.experiments.tables import markdown, mean_std
@@ -105,11 +105,7 @@ def plan(models: list[str], proto: Protocol | None, base: TrainConfig | None, se
     known = list_models()
     for name in models:
         if name not in known:
-            import difflib
-
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
-            raise ConfigError(f"unknown model {name!r}: {hint}")
+            raise ConfigError(f"unknown model {name!r}{close_match(name, known)}")
     entries = []
     for name in models:
         recipe = (proto.recipe(name) if proto else None) or Recipe(name)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from digitlab.errors import ConfigError
+from digitlab.errors import ConfigError, close_match
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,5 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
 
 def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
-        import difflib
-
-        close = difflib.get_close_matches(name, PROTOCOLS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(PROTOCOLS)}"
-        raise ConfigError(f"unknown comparison protocol {name!r}{hint}")
+        raise ConfigError(f"unknown comparison protocol {name!r}{close_match(name, PROTOCOLS)}")
     return PROTOCOLS[name]

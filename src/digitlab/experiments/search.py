@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.atomic import write_text
-from digitlab.errors import ConfigError
+from digitlab.errors import ConfigError, close_match
 from digitlab.experiments import study as studies
 from digitlab.experiments.cv import history
 from digitlab.experiments.pool import run_fit
@@ -78,11 +78,8 @@ def check_space(space: dict[str, dict[str, Any]], cfg: TrainConfig) -> dict[str,
     checked = {}
     for name, dist in space.items():
         if name not in fields:
-            import difflib
-
-            close = difflib.get_close_matches(name, fields, n=1)
             raise ConfigError(f"search space: {name!r} is not a training setting"
-                              + (f"; did you mean {close[0]!r}?" if close else ""))
+                              f"{close_match(name, fields, list_known=False)}")
         is_int = isinstance(fields[name], int) and not isinstance(fields[name], bool)
         if "choices" in dist:
             choices = [getattr(cfg.replace(**{name: v}), name) for v in dist["choices"]]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.atomic import write_text
-from digitlab.errors import ConfigError
+from digitlab.errors import ConfigError, close_match
 from digitlab.experiments import study as studies
 from digitlab.experiments.cv import fold_configs, history, run_row
 from digitlab.experiments.pool import run_fit, run_fits, threads_per_job
@@ -36,10 +36,7 @@ def parse_axis(spec: str, cfg: TrainConfig) -> tuple[str, list[Any]]:
     if not sep or not values.strip():
         raise ConfigError(f"expected FIELD=V1,V2,... or FIELD=START:STOP:STEP, got {spec!r}")
     if name not in cfg.to_dict():
-        import difflib
-
-        close = difflib.get_close_matches(name, cfg.to_dict(), n=1)
-        raise ConfigError(f"{name!r} is not a training setting" + (f"; did you mean {close[0]!r}?" if close else ""))
+        raise ConfigError(f"{name!r} is not a training setting{close_match(name, cfg.to_dict(), list_known=False)}")
     if values.count(":") == 2 and "," not in values:
         try:
             start, stop, step = (float(v) for v in values.split(":"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from digitlab.errors import ConfigError
+from digitlab.errors import ConfigError, close_match
 
 
 def arange(start: float, stop: float, step: float) -> list[float]:
@@ -62,9 +62,5 @@ SWEEPS: dict[str, SweepProtocol] = {p.name: p for p in [
 
 def get_sweep(name: str) -> SweepProtocol:
     if name not in SWEEPS:
-        import difflib
-
-        close = difflib.get_close_matches(name, SWEEPS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(SWEEPS)}"
-        raise ConfigError(f"unknown sweep protocol {name!r}{hint}")
+        raise ConfigError(f"unknown sweep protocol {name!r}{close_match(name, SWEEPS)}")
     return SWEEPS[name]
