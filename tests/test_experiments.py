@@ -103,6 +103,10 @@ def test_grid_scores_cells_by_mean_val_loss_over_folds(tmp_path):
     best = min(result["cells"], key=lambda c: c["mean_val_loss"])
     assert result["chosen"]["params"] == best["params"] and "lowest mean validation loss over 2 folds" in result["why"]
     assert (out / "grid.png").read_bytes()[:4] == b"\x89PNG" and "mean_val_loss" in (out / "grid.md").read_text()
+    # a worker of another machine (its own data folder and threads) joins the same study and finds it done
+    other = FAST.replace(epochs=1, data_dir=str(tmp_path), threads=2)
+    again = grid(other, {"batch_size": [32, 64], "lr": [0.01, 0.05]}, out, folds=2, **QUIET)
+    assert again["cells"] == result["cells"]
 
 
 def test_parse_axis_types_values_like_the_setting():

@@ -132,7 +132,7 @@ def search(cfg: TrainConfig, space: dict[str, dict[str, Any]], out: str | Path, 
     url = studies.storage_url(storage, out)
     name = study or "search"
     store = studies.open_storage(url, heartbeat)
-    attrs = {"kind": "search", "config": cfg.to_dict(), "space": space, "metric": metric}
+    attrs = {"kind": "search", "config": studies.shared_config(cfg.to_dict()), "space": space, "metric": metric}
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(5, trials))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) if prune else optuna.pruners.NopPruner()
     s = optuna.create_study(study_name=name, storage=store, sampler=sampler, pruner=pruner,

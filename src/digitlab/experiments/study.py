@@ -197,6 +197,14 @@ def work(study: optuna.Study, storage: RDBStorage, evaluate: Callable[[optuna.Tr
             on_trial(study.trials[trial.number])
 
 
+MACHINE_SETTINGS = ("data_dir", "threads")  # each machine's own: workers of one study may differ in them
+
+
+def shared_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A TrainConfig dict without the settings that belong to one machine."""
+    return {k: v for k, v in config.items() if k not in MACHINE_SETTINGS}
+
+
 def worker_name() -> str:
     """host:pid, recorded on each trial a worker runs."""
     return f"{socket.gethostname()}:{os.getpid()}"

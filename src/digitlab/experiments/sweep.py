@@ -70,7 +70,8 @@ class Plan:
     heartbeat: float
 
     def attrs(self) -> dict[str, Any]:
-        return {"kind": self.kind, "config": self.config, "folds": self.folds}
+        """What every worker of the study must agree on: not where each finds the data or its threads."""
+        return {"kind": self.kind, "config": studies.shared_config(self.config), "folds": self.folds}
 
 
 def point_dir(plan: Plan, params: dict[str, Any]) -> tuple[TrainConfig, Path]:
