@@ -8,7 +8,6 @@ compare.json), else summary.json for a training run."""
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 from collections.abc import Callable, Sequence
@@ -18,6 +17,8 @@ from typing import Any
 
 from digitlab.atomic import write_text
 from digitlab.errors import ConfigError
+from digitlab.experiments.cv import history
+from digitlab.experiments.tables import cell
 
 KINDS = ("cv", "sweep", "grid", "search", "compare")  # experiment JSONs, looked for in this order
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -74,19 +75,13 @@ def esc(value: Any) -> str:
 
 def fmt(value: Any, digits: int = 4) -> str:
     """A value as table text: floats to `digits` decimals, ints with thousands separators."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) < 1e4 else f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt(v, digits) for v in value)
     if isinstance(value, dict):
         return ", ".join(f"{k}={fmt(v, digits)}" for k, v in value.items())
-    return str(value)
+    return cell(value, digits)  # None, yes/no, floats: as the Markdown tables write them
 
 
 def pm(mean: float | None, std: float | None) -> str:
@@ -124,14 +119,6 @@ def section(heading: str, *parts: str) -> str:
 
 def para(text: str, cls: str = "note") -> str:
     return f"<p class=\"{cls}\">{esc(text)}</p>"
-
-
-def history(run: Path) -> list[dict[str, Any]]:
-    path = run / "metrics.csv"
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def names(config: dict[str, Any] | None) -> str:
