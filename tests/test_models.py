@@ -290,3 +290,8 @@ def test_every_saved_network_is_registered_by_kind():
         torch.testing.assert_close(pair(x), (pair.members[0](x) + pair.members[1](x)) / 2)
     with pytest.raises(ModelError, match="not a 28x28 classifier"):
         model_info("line-reader")
+
+
+def test_fedavg_cnn_has_the_papers_parameter_count():
+    # McMahan et al. 2017: "a total of 1,663,370 parameters"
+    assert sum(p.numel() for p in create_model("fedavg-cnn").parameters()) == 1_663_370

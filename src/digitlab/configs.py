@@ -81,6 +81,12 @@ def _coerce(name: str, value: Any, hint: Any, label: str) -> Any:
         if not isinstance(value, str):
             raise fail()
         return value
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is str:  # folders, names
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise fail()
+        return tuple(value)
     if typing.get_origin(hint) is tuple:
         if isinstance(value, str):
             value = value.replace(":", ",").split(",")
@@ -104,7 +110,7 @@ def _coerce(name: str, value: Any, hint: Any, label: str) -> Any:
 
 def _type_name(hint: Any) -> str:
     if typing.get_origin(hint) is tuple:
-        return "ratios like 4:1"
+        return "names like A,B" if typing.get_args(hint)[0] is str else "ratios like 4:1"
     if hint is dict:
         return 'a JSON object like {"dropout": 0.3}'
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -127,8 +133,12 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, title: str,
     which converts and checks them."""
     choices = choices or {}
     hints = typing.get_type_hints(cls)
-    parser.add_argument("--list-settings", action=_ListSettings, cls=cls, choices_of=choices,
-                        help="print the settings below as a table (name, default, meaning) and exit")
+    listing = next((a for a in parser._actions if isinstance(a, _ListSettings)), None)
+    if listing is None:
+        parser.add_argument("--list-settings", action=_ListSettings, cls=cls, choices_of=choices,
+                            help="print the settings below as a table (name, default, meaning) and exit")
+    else:  # a second config of the same command (federate: training, then federation): one table each
+        listing.classes.append((cls, choices))
     group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
         allowed = choices.get(f.name) or (("true", "false") if hints[f.name] is bool else None)
@@ -168,7 +178,8 @@ def show_value(value: Any) -> str:
     if value is None:
         return "none"
     if isinstance(value, tuple):
-        return ":".join(f"{v:g}" for v in value)
+        return ",".join(value) if all(isinstance(v, str) for v in value) and value else \
+            ":".join(f"{v:g}" for v in value)
     if isinstance(value, dict):
         return json.dumps(value)
     return str(value) if value != "" else '""'
@@ -250,7 +261,7 @@ def _metavar(name: str, hint: Any) -> str:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if typing.get_origin(hint) is tuple:
-        return "A:B"
+        return "A,B" if typing.get_args(hint)[0] is str else "A:B"
     return {int: "N", float: "X", dict: "JSON"}.get(hint, name.upper())
 
 
@@ -260,9 +271,9 @@ class _ListSettings(argparse.Action):
 
     def __init__(self, option_strings, dest, cls, choices_of, help=None):
         super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
-        self.cls, self.choices_of = cls, choices_of
+        self.classes = [(cls, choices_of)]
 
     def __call__(self, parser, namespace, values, option_string=None):
         width = max(80, shutil.get_terminal_size((120, 24)).columns)
-        print(settings_table(self.cls, self.choices_of, width))
+        print("\n\n".join(settings_table(cls, choices, width) for cls, choices in self.classes))
         parser.exit()

@@ -78,3 +78,21 @@ class VGG16(Classifier):
 def resnet18(in_channels: int = 1, num_classes: int = 10, width: int = 32) -> nn.Module:
     """`width` base channels (published: 64); stages of width, 2x, 4x, 8x at 28, 14, 7, 4 pixels."""
     return ResNet(in_channels, num_classes, widths=(width, 2 * width, 4 * width, 8 * width), depths=(2, 2, 2, 2))
+
+
+@register_model("fedavg-cnn", description="the FedAvg paper's MNIST CNN: 5x5 conv 32, pool, 5x5 conv 64, pool, FC 512",
+                reference="McMahan et al. 2017, Communication-efficient learning of deep networks from "
+                          "decentralized data")
+class FedAvgCNN(Classifier):
+    """'Same' padding, as the paper's count of 1,663,370 parameters implies (28 -> 14 -> 7)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden: int = 512):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 14, 14)
+            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (B, 64, 7, 7)
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(num_flat_features(self.features, in_channels), hidden), nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
