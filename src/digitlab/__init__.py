@@ -10,6 +10,7 @@ The main entry points are importable from here; they load lazily, so `import dig
     digitlab.predict(["seven.png"], "runs/lenet5")        # with your own run
     digitlab.evaluate_checkpoint("runs/lenet5")           # on its dataset's test split
     digitlab.cross_validate(cfg, "runs/cv", folds=10)     # also sweep, grid, search, compare, write_report
+    digitlab.federate(cfg, digitlab.FedConfig(clients=2, rounds=3), "runs/fl")  # Flower, simulated here
 
 `digitlab.read` is both the package of the reading pipeline (digitlab.read.ReadConfig, ...) and its
 `read` function: calling it reads an image.
@@ -27,6 +28,7 @@ _API = {
     "train_steps": "digitlab.train",
     "cross_validate": "digitlab.experiments", "sweep": "digitlab.experiments", "grid": "digitlab.experiments",
     "search": "digitlab.experiments", "compare": "digitlab.experiments", "write_report": "digitlab.experiments",
+    "federate": "digitlab.federated", "FedConfig": "digitlab.federated", "partition_indices": "digitlab.federated",
     "load_checkpoint": "digitlab.checkpoint",
     "load_dataset": "digitlab.data", "list_datasets": "digitlab.data", "dataset_status": "digitlab.data",
     "load_image": "digitlab.data", "to_model_input": "digitlab.data",

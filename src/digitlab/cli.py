@@ -198,6 +198,7 @@ def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
 def build_parser() -> argparse.ArgumentParser:
     from digitlab import __version__
     from digitlab.experiments.cli import add_commands as add_experiments  # cv, sweep, search, compare, report
+    from digitlab.federated.cli import add_commands as add_federated  # federate
     from digitlab.read.cli import add_commands  # read, eval-read, train-verifier, train-line-reader
     from digitlab.train.config import INITS, KEEPS, OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -265,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(command)
     add_experiments(command)
+    add_federated(command)
 
     p = command("runs", "list runs in a table", cmd_runs)
     p.add_argument("root", nargs="?", default="runs", metavar="ROOT",
