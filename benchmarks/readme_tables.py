@@ -110,12 +110,26 @@ def experiment_rows(results: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
+def federated_rows(results: Path) -> list[tuple[str, str, str]]:
+    """The rows of benchmarks/federated.py (each only once measured)."""
+    rows = []
+    if (results / "federated-tibetan.json").is_file():
+        fed = load("federated-tibetan", results)
+        runs = ", ".join(f"K = {r['exchange_every']}: {'**' if r['exchange_every'] == 1000 else ''}"
+                         f"{pct(r['test_accuracy'])}{'**' if r['exchange_every'] == 1000 else ''} "
+                         f"({r['wall_seconds'] / 60:.0f} min)" for r in fed["runs"])
+        rows.append(("`digitlab federate --preset tibetan-exchange` (2 clients, models exchanged every K of 5000 "
+                     "iterations)", f"{pct(fed['published_test_accuracy'])} test with K = 1000", runs))
+    return rows
+
+
 def results_table(results: Path = RESULTS) -> str:
     rows = [("preset or benchmark", "published or target", "digitlab")]
     presets = load("presets", results)
     for row in presets["results"]:
         rows.append((f"`{row['preset']}`", row["published"], preset_figure(row, results)))
     rows += experiment_rows(results)
+    rows += federated_rows(results)
     synthetic = load("read_synthetic", results)["results"]
     for variant in ("easy", "hard"):
         r = synthetic[variant]
