@@ -223,12 +223,13 @@ def test_superlink_and_two_supernodes_with_tls_and_node_auth(tmp_path):
                 register_supernode(link, public, tmp_path)
                 nodes.append(supernode(link, tmp_path, f"supernode{k}", {"partition-id": k, "num-partitions": 2},
                                        auth_key=private))
-            result = flwr_run(link, run_config, tmp_path)
+            run = flwr_run(link, run_config, tmp_path)
+            run.wait(600)
         finally:
             for node in nodes:
                 node.stop()
     log = (tmp_path / "run.log").read_text(errors="replace")
-    assert result.returncode == 0, log[-3000:]
+    assert run.returncode == 0, log[-3000:]
     assert completed_rounds(out) == 2, log[-3000:]
     table = rows(out / "rounds.csv")
     assert [int(r["round"]) for r in table] == [0, 1, 2]

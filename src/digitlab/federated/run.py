@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from digitlab.errors import ConfigError
 from digitlab.federated.config import FedConfig, pack
 from digitlab.federated.history import check_folder, completed_rounds, read_rows
 from digitlab.federated.partition import label_counts, partition_rows, plot_partition
-from digitlab.federated.runtime import FlowerError, app_dir, flower_env, superlink
+from digitlab.federated.runtime import FlowerError, flwr_run, superlink
 from digitlab.federated.task import client_data, client_parts, federated_defaults, pool_and_test
 from digitlab.table import format_table
 from digitlab.train.config import TrainConfig
@@ -88,24 +87,16 @@ def write_run_config(cfg: TrainConfig, fed: FedConfig, out: str | Path, path: st
 
 def _simulate(cfg: TrainConfig, fed: FedConfig, out: Path, done: int, progress: bool,
               log: Callable[[str], None]) -> None:
-    import tomli_w
-
     work = out / "flower"
     work.mkdir(exist_ok=True)
     run_config = work / "run.toml"
-    write_text(run_config, tomli_w.dumps({"digitlab-config": pack(cfg, fed), "out": str(out)}))  # cfg: prepared
+    write_run_config(cfg, fed, out, run_config)
     cores = os.cpu_count() or 1
-    federation = {"num-supernodes": fed.clients, "client-resources-num-cpus": fed.client_threads,
-                  "init-args-num-cpus": max(fed.client_threads, cores), "init-args-logging-level": "warning"}
+    federation = {"num_supernodes": fed.clients, "client_resources_num_cpus": fed.client_threads,
+                  "init_args_num_cpus": max(fed.client_threads, cores), "init_args_logging_level": "warning"}
     t0 = time.perf_counter()
     with superlink(work, simulation=True) as link:
-        command = ["flwr", "run", str(app_dir()), "digitlab", "--run-config", str(run_config), "--stream"]
-        for key, value in federation.items():
-            shown = f'"{value}"' if isinstance(value, str) else value
-            command += ["--federation-config", f"{key.replace('-', '_')}={shown}"]
-        with open(work / "run.log", "ab") as run_log:
-            proc = subprocess.Popen(command, stdout=run_log, stderr=subprocess.STDOUT, env=flower_env(link.home),
-                                    cwd=work, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = flwr_run(link, run_config, work, federation)
         stop = threading.Event()
         watcher = threading.Thread(target=_watch, args=(out, fed, done, progress, log, stop), daemon=True)
         watcher.start()

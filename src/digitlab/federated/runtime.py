@@ -247,16 +247,18 @@ def supernode(link: SuperLink, workdir: Path, name: str, node_config: dict[str, 
     return spawn(name, command, workdir / f"{name}.log", flower_env(link.home), cwd=workdir)
 
 
-def flwr_run(link: SuperLink, run_config: Path, workdir: Path, federation_config: dict[str, int] | None = None,
-             ) -> subprocess.CompletedProcess:
-    """`flwr run` digitlab's app on `link` with the run config file, streaming its logs into workdir/run.log
-    until the run ends."""
+def flwr_run(link: SuperLink, run_config: Path, workdir: Path,
+             federation_config: dict[str, int | str] | None = None) -> subprocess.Popen:
+    """Start `flwr run` of digitlab's app on `link` with the run config file, streaming its logs into
+    workdir/run.log until the run ends (wait() on the returned process). federation_config: the simulation's
+    settings (num_supernodes, client_resources_num_cpus, ...)."""
     command = [_tool("flwr"), "run", str(app_dir()), "digitlab", "--run-config", str(run_config), "--stream"]
     for key, value in (federation_config or {}).items():
-        command += ["--federation-config", f"{key}={value}"]
+        shown = f'"{value}"' if isinstance(value, str) else value
+        command += ["--federation-config", f"{key}={shown}"]
     with open(workdir / "run.log", "ab") as log:
-        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=flower_env(link.home), cwd=workdir,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=flower_env(link.home),
+                                cwd=workdir, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def register_supernode(link: SuperLink, public_key: Path, workdir: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,7 @@ def federated_defaults(cfg: TrainConfig) -> TrainConfig:
 
 @functools.lru_cache(maxsize=4)
 def _pool_and_test(train_json: str) -> tuple[DigitDataset, DigitDataset]:
-    cfg = TrainConfig.from_dict(__import__("json").loads(train_json))
+    cfg = TrainConfig.from_dict(json.loads(train_json))
     data = prepare_data(cfg)
     return data.train, data.test
 
