@@ -22,7 +22,7 @@ from digitlab.federated.partition import parse_partition, partition_indices
 from digitlab.infer import Evaluation, evaluate
 from digitlab.models import create_model, init_weights
 from digitlab.train.config import TrainConfig
-from digitlab.train.loop import ClassificationLoss, train_steps
+from digitlab.train.loop import ClassificationLoss, steps_per_epoch, train_steps
 from digitlab.train.trainer import one_split_defaults, prepare_data
 
 Weights = dict[str, torch.Tensor]
@@ -130,7 +130,7 @@ def local_round(model: nn.Module, weights: Weights, data: DigitDataset, cfg: Tra
     curve: list[tuple[int, float]] = []
     check = None
     if fed.eval_every and test is not None:
-        batches_per_pass = max(1, len(data) // cfg.batch_size + (len(data) % cfg.batch_size > 1))
+        batches_per_pass = steps_per_epoch(len(data), cfg.batch_size)
 
         def check(epochs_done: float, seconds: float) -> None:
             step = round(epochs_done * batches_per_pass)

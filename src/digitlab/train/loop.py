@@ -59,6 +59,11 @@ class Loss(Protocol):
     def __call__(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int, torch.Tensor | None]: ...
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Batches in one pass over `images`: a trailing batch of one image is dropped (it would break BatchNorm)."""
+    return max(1, images // batch_size + (images % batch_size > 1))
+
+
 class ImageBatches:
     """Shuffled index batches over uint8 images (N, 28, 28) and int64 labels (N,): (model input
     (B, 1, 28, 28), labels (B,)), augmented per batch when `augment` is given. Without augmentation the
@@ -68,7 +73,7 @@ class ImageBatches:
                  augment: Augment | None = None, memory_format: torch.memory_format = torch.contiguous_format):
         self.images, self.labels, self.norm, self.batch_size = images, labels, norm, batch_size
         self.augment, self.memory_format = augment, memory_format
-        self.steps = max(1, len(images) // batch_size + (len(images) % batch_size > 1))
+        self.steps = steps_per_epoch(len(images), batch_size)
         self.prepared = to_model_input(images, norm) if augment is None else None
 
     def epoch(self, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
