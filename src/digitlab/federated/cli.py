@@ -13,7 +13,7 @@ from digitlab.table import format_table
 
 
 def add_commands(command) -> None:
-    from digitlab.federated.config import ATTACKS, STRATEGIES, FedConfig
+    from digitlab.federated.config import ATTACKS, DP_CLIPPING, STRATEGIES, FedConfig
     from digitlab.train.config import INITS, KEEPS, OPTIMIZERS, SCHEDULES, TrainConfig
 
     p = command("federate", "federated training on Flower: a simulation on this machine", cmd_federate,
@@ -33,7 +33,7 @@ def add_commands(command) -> None:
                                        "see --local-epochs, --local-steps, --rounds)",
                        {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "init": INITS, "keep": KEEPS})
     add_config_options(p, FedConfig, "federation settings",
-                       {"strategy": STRATEGIES, "attack": ATTACKS})
+                       {"strategy": STRATEGIES, "attack": ATTACKS, "dp_clipping": DP_CLIPPING})
 
 
 def cmd_federate(args: argparse.Namespace) -> None:

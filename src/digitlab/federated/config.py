@@ -16,6 +16,7 @@ STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedmedian",
               "multikrum", "bulyan")
 ROBUST = ("fedmedian", "fedtrimmedavg", "krum", "multikrum", "bulyan")
 ATTACKS = ("scale", "noise")
+DP_CLIPPING = ("server", "client")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,15 @@ class FedConfig:
     malicious: int = 0  # clients that send a poisoned update every round (the first ones by id)
     attack: str = "scale"  # scale: the update times attack_scale; noise: Gaussian noise of the update's size
     attack_scale: float = 10.0  # scale attack: the factor
+    # privacy
+    secure_aggregation: bool = False  # SecAgg+: the server learns only the sum of the clients' weights (fedavg)
+    secagg_shares: float = 1.0  # SecAgg+: share of the sampled clients that hold shares of each client's keys
+    secagg_threshold: float = 0.5  # SecAgg+: share of those shares needed to remove a mask (dropout tolerance)
+    secagg_clip: float = 8.0  # SecAgg+: weights are clipped to +-this before quantisation
+    dp_noise: float = 0.0  # differential privacy: Gaussian noise multiplier z (0: off); noise std = z C / clients
+    dp_clip: float = 1.0  # differential privacy: C, the L2 norm each client's update is clipped to
+    dp_clipping: str = "server"  # server: the server clips each update; client: each client clips its own
+    dp_delta: float = 1e-5  # differential privacy: the delta at which epsilon is reported
     # execution
     round_timeout: float = 0.0  # seconds a round waits for replies (0: Flower's default)
     client_threads: int = 1  # torch threads per client (a simulation runs cores / client_threads clients at once)
@@ -52,6 +62,8 @@ class FedConfig:
 
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.dp_clipping not in DP_CLIPPING:
+            raise ConfigError(f"dp_clipping must be one of {', '.join(DP_CLIPPING)}, got {self.dp_clipping!r}")
         if self.attack not in ATTACKS:
             raise ConfigError(f"attack must be one of {', '.join(ATTACKS)}, got {self.attack!r}")
         for name in ("clients", "rounds", "client_threads"):
@@ -73,6 +85,27 @@ class FedConfig:
         if not 0 <= self.trim < 0.5:
             raise ConfigError(f"trim must be in [0, 0.5), got {self.trim}")
         parse_partition(self.partition)
+        self._check_privacy()
+
+    def _check_privacy(self) -> None:
+        if self.dp_noise < 0 or self.dp_clip <= 0 or not 0 < self.dp_delta < 1:
+            raise ConfigError(f"need dp_noise >= 0, dp_clip > 0 and 0 < dp_delta < 1, got {self.dp_noise}, "
+                              f"{self.dp_clip}, {self.dp_delta}")
+        if self.dp_noise and self.strategy not in ("fedavg", "fedprox"):
+            raise ConfigError(f"differential privacy (dp_noise) works with fedavg or fedprox, whose plain average "
+                              f"the privacy accountant covers; got strategy {self.strategy!r}")
+        if not self.secure_aggregation:
+            return
+        if self.strategy != "fedavg":
+            raise ConfigError(f"secure aggregation gives the server only the sum of the updates, so it works with "
+                              f"fedavg only (robust strategies must see each update); got {self.strategy!r}")
+        if self.dp_noise:
+            raise ConfigError("secure aggregation together with differential privacy is not supported yet: "
+                              "choose one")
+        if self.sampled < 2:
+            raise ConfigError("secure aggregation needs at least 2 clients in each round")
+        if not 0 < self.secagg_shares <= 1 or not 0 < self.secagg_threshold <= 1 or self.secagg_clip <= 0:
+            raise ConfigError("need 0 < secagg_shares <= 1, 0 < secagg_threshold <= 1 and secagg_clip > 0")
 
     @property
     def sampled(self) -> int:

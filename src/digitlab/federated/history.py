@@ -82,19 +82,21 @@ class History:
             return load_checkpoint(self.out).model.state_dict()
         return model.state_dict()
 
-    def sent(self, server_round: int, messages: int, array_bytes: int) -> None:
-        self.pending = {"round": server_round, "clients": messages, "bytes_sent": messages * array_bytes,
-                        "client_rows": [], "curve_rows": [], "bytes_received": 0, "replied": 0}
+    def sent(self, server_round: int, clients: int) -> None:
+        """A round began: `clients` were sent the global model."""
+        self.pending = {"round": server_round, "clients": clients, "client_rows": [], "curve_rows": [],
+                        "replied": 0}
 
-    def received(self, server_round: int, client_rows: list[dict[str, Any]], curve_rows: list[dict[str, Any]],
-                 bytes_received: int) -> None:
-        self.pending.update(client_rows=client_rows, curve_rows=curve_rows, bytes_received=bytes_received,
-                            replied=len(client_rows))
+    def received(self, client_rows: list[dict[str, Any]], curve_rows: list[dict[str, Any]]) -> None:
+        """The round's replies: one row per client that replied, and their local test curves."""
+        client_rows = sorted(client_rows, key=lambda row: row["client"])
+        self.pending.update(client_rows=client_rows, curve_rows=curve_rows, replied=len(client_rows))
 
     def finish_round(self, server_round: int, model: nn.Module, test_loss: float, test_accuracy: float,
-                     seconds: float, epsilon: float | None = None) -> dict[str, Any]:
+                     seconds: float, epsilon: float | None = None, bytes_sent: int = 0,
+                     bytes_received: int = 0) -> dict[str, Any]:
         """Append the round's rows and save the global model of this round (round 0: the initial model,
-        recorded only once)."""
+        recorded only once). bytes_*: all the round's traffic, every stage of its protocol."""
         pending, self.pending = self.pending, {}
         honest = [r for r in pending.get("client_rows", []) if not r["malicious"] and not r["diverged"]]
         total = sum(r["examples"] for r in honest)
@@ -107,7 +109,7 @@ class History:
                "train_loss": mean("train_loss"), "train_accuracy": mean("train_accuracy"),
                "clients": pending.get("clients", 0), "replied": pending.get("replied", 0),
                "failed": pending.get("clients", 0) - pending.get("replied", 0), "seconds": seconds,
-               "bytes_sent": pending.get("bytes_sent", 0), "bytes_received": pending.get("bytes_received", 0),
+               "bytes_sent": bytes_sent, "bytes_received": bytes_received,
                "epsilon": epsilon}
         self.rounds.append(row)
         self.clients += pending.get("client_rows", [])

@@ -158,6 +158,9 @@ def summarize(out: Path, cfg: TrainConfig, fed: FedConfig) -> dict[str, Any]:
         "failed_replies": sum(r["failed"] for r in rounds),
         "bytes_sent": sum(r["bytes_sent"] for r in rounds), "bytes_received": sum(r["bytes_received"] for r in rounds),
         "local_steps": sum(r["steps"] for r in clients),
+        "secure_aggregation": fed.secure_aggregation,
+        "epsilon": rounds[-1]["epsilon"] if rounds and fed.dp_noise else None,
+        "delta": fed.dp_delta if fed.dp_noise else None,
         "config": cfg.to_dict(), "federation": fed.to_dict(),
     }
     if rounds:

@@ -248,11 +248,11 @@ def supernode(link: SuperLink, workdir: Path, name: str, node_config: dict[str, 
 
 
 def flwr_run(link: SuperLink, run_config: Path, workdir: Path,
-             federation_config: dict[str, int | str] | None = None) -> subprocess.Popen:
-    """Start `flwr run` of digitlab's app on `link` with the run config file, streaming its logs into
-    workdir/run.log until the run ends (wait() on the returned process). federation_config: the simulation's
-    settings (num_supernodes, client_resources_num_cpus, ...)."""
-    command = [_tool("flwr"), "run", str(app_dir()), "digitlab", "--run-config", str(run_config), "--stream"]
+             federation_config: dict[str, int | str] | None = None, app: Path | None = None) -> subprocess.Popen:
+    """Start `flwr run` of digitlab's app (or the Flower App folder `app`) on `link` with the run config file,
+    streaming its logs into workdir/run.log until the run ends (wait() on the returned process).
+    federation_config: the simulation's settings (num_supernodes, client_resources_num_cpus, ...)."""
+    command = [_tool("flwr"), "run", str(app or app_dir()), "digitlab", "--run-config", str(run_config), "--stream"]
     for key, value in (federation_config or {}).items():
         shown = f'"{value}"' if isinstance(value, str) else value
         command += ["--federation-config", f"{key}={shown}"]

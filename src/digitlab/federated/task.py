@@ -83,6 +83,12 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return model
 
 
+def float_keys(weights: Weights) -> list[str]:
+    """The names of the floating-point tensors, in order: what secure aggregation sums (integer buffers such
+    as BatchNorm's batch counters stay with each side's own model)."""
+    return [name for name, w in weights.items() if w.is_floating_point()]
+
+
 def round_seed(seed: int, server_round: int, client: int) -> int:
     """A seed of its own for each client and round (batch order, augmentation, dropout, faults)."""
     digest = hashlib.sha256(f"{seed}/{server_round}/{client}".encode()).digest()
