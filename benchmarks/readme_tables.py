@@ -120,6 +120,33 @@ def federated_rows(results: Path) -> list[tuple[str, str, str]]:
                          f"({r['wall_seconds'] / 60:.0f} min)" for r in fed["runs"])
         rows.append(("`digitlab federate --preset tibetan-exchange` (2 clients, models exchanged every K of 5000 "
                      "iterations)", f"{pct(fed['published_test_accuracy'])} test with K = 1000", runs))
+    if (results / "federated-fedavg-mnist.json").is_file():
+        for part, paper in (("iid", 20), ("shards", 229)):
+            runs = [r for r in load("federated-fedavg-mnist", results)["runs"] if r["partition"] == part]
+            if not runs:
+                continue
+            shown = "; ".join(f"{r['variant']} " + (
+                (f"**{r['round_at_99']}**" if r["round_at_99"] <= paper else str(r["round_at_99"]))
+                if r["round_at_99"] else f"not in {r['rounds']} (best {pct(r['best_test_accuracy'])})") for r in runs)
+            rows.append((f"FedAvg paper's MNIST CNN, 100 {part} clients, C 0.1, E 5, B 10: rounds to 99%",
+                         f"{paper} (paper)", f"{shown}; {runs[0]['seconds_per_round']:.0f} s/round"))
+    if (results / "federated-faults.json").is_file():
+        faults = load("federated-faults", results)["rows"]
+        cell = {(r["strategy"], r["fault"]): r["test_accuracy"] for r in faults}
+        rows.append(("federated faults, 10 clients: 1 malicious (x50) / 20% dropout",
+                     "robust strategies resist",
+                     ", ".join(f"{s} {pct(cell[s, '1 malicious of 10'], 1)} / {pct(cell[s, '20% dropout'], 1)}"
+                               for s in dict.fromkeys(r["strategy"] for r in faults))))
+    if (results / "federated-privacy.json").is_file():
+        privacy = load("federated-privacy", results)
+        dp = ", ".join(f"z {r['noise_multiplier']:g}: {pct(r['test_accuracy'], 1)}"
+                       + (f" (eps {r['epsilon']:.3g})" if r["epsilon"] is not None else "") for r in privacy["sweep"])
+        plain = privacy["overhead"][0]
+        cost = ", ".join(f"{r['mode']} {r['seconds_per_round'] / plain['seconds_per_round']:.2f}x s, "
+                         f"{r['bytes_received_per_round'] / plain['bytes_received_per_round']:.2f}x bytes in"
+                         for r in privacy["overhead"][1:])
+        rows.append((f"federated privacy: accuracy vs epsilon ({privacy['dp']['clients']} clients); cost per round",
+                     "measured", f"{dp}; {cost}"))
     return rows
 
 

@@ -120,6 +120,13 @@ def test_folder_of_another_federation_is_refused(tmp_path):
     assert check_folder(tmp_path, cfg, FedConfig(rounds=5)) == 0  # more rounds: the same federation goes on
     with pytest.raises(DigitlabError, match="federation.clients"):
         check_folder(tmp_path, cfg, FedConfig(clients=3))
+    # a folder made before a setting existed resumes when the setting is at its default, not otherwise
+    saved = json.loads((tmp_path / "federation.json").read_text())
+    del saved["federation"]["dp_noise"]
+    (tmp_path / "federation.json").write_text(json.dumps(saved))
+    assert check_folder(tmp_path, cfg, FedConfig(rounds=6)) == 0
+    with pytest.raises(DigitlabError, match="federation.dp_noise"):
+        check_folder(tmp_path, cfg, FedConfig(rounds=6, dp_noise=1.0))
 
 
 # --- whole federations on Flower's simulation runtime ---------------------------------------------------

@@ -136,8 +136,11 @@ def check_folder(out: Path, cfg: TrainConfig, fed: FedConfig) -> int:
     wanted = {"train": cfg.to_dict(), "federation": fed.to_dict()}
     if path.is_file():
         saved = json.loads(path.read_text())
+        # a setting added to digitlab after the folder was made counts as its default there
+        defaults = {"train": TrainConfig().to_dict(), "federation": FedConfig().to_dict()}
         changed = sorted({f"{part}.{k}" for part in wanted for k in wanted[part]
-                          if saved.get(part, {}).get(k) != wanted[part][k]} - {"federation.rounds"})
+                          if saved.get(part, {}).get(k, defaults[part][k]) != wanted[part][k]}
+                         - {"federation.rounds"})
         if changed:
             raise DigitlabError(f"{out} holds another federation (settings differ: {', '.join(changed[:6])}); "
                                 f"use another --out, or the same settings to resume it")
