@@ -91,6 +91,17 @@ def test_secure_aggregation_gives_the_server_only_the_average(tmp_path):
         assert abs(masked.mean() / 2**32 - 0.5) < 0.01 and abs(masked.std() / 2**32 - 12**-0.5) < 0.01
 
 
+def test_secure_aggregation_survives_clients_dropping_out_mid_round(tmp_path):
+    # a client that dies after the keys are shared: the others' shares remove its pairwise masks
+    out = tmp_path / "secure-dropout"
+    assert main(["federate", *DIGITS_ARGS, "--clients", "5", "--rounds", "3", "--dropout", "0.3",
+                 "--secure-aggregation", "true", "--out", str(out)]) == 0
+    table = rows(out / "rounds.csv")[1:]
+    assert len(table) == 3 and sum(int(r["failed"]) for r in table) >= 1
+    assert float(table[-1]["test_accuracy"]) > 0.6
+    assert flower_processes(out / "flower" / "flwr-home") == []
+
+
 def expected_epsilon(fed: FedConfig, releases: int) -> float:
     from flwr.serverapp import GaussianPrivacyEvent
 

@@ -113,6 +113,38 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def processes_of(home: Path) -> list[int]:
+    """Running processes whose environment names this Flower home: everything started for one SuperLink,
+    also what was re-parented away from it when its parent exited (Ray's daemons)."""
+    marker = f"FLWR_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0") and _running(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def stop_all(home: Path, grace: float = 10.0) -> None:
+    """SIGTERM to every process of this Flower home, SIGKILL to what is left after `grace` seconds; returns
+    when none is left (or 5 s after the SIGKILL)."""
+    left = processes_of(home)
+    _signal(left, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = processes_of(home)
+    _signal(left, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = processes_of(home)
+
+
 def _running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -214,6 +246,7 @@ def superlink(workdir: Path, *, simulation: bool, tls: Tls | None = None, supern
             yield link
         finally:
             link.process.stop()
+            stop_all(home)  # what left the process tree on its own (Ray's daemons) but not yet the machine
 
 
 @contextlib.contextmanager
