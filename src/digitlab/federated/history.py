@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from digitlab.atomic import atomic_path
+from digitlab.atomic import atomic_path, write_csv
 from digitlab.checkpoint import load_checkpoint, model_meta, save_checkpoint
 from digitlab.data import get_spec
 from digitlab.errors import DigitlabError
@@ -46,13 +46,6 @@ def _number(text: str) -> Any:
     except ValueError:
         return text
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
-
-
-def write_rows(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def completed_rounds(out: Path) -> int:
@@ -114,10 +107,10 @@ class History:
         self.rounds.append(row)
         self.clients += pending.get("client_rows", [])
         self.curves += pending.get("curve_rows", [])
-        write_rows(self.out / "rounds.csv", ROUND_FIELDS, self.rounds)
-        write_rows(self.out / "clients.csv", CLIENT_FIELDS, self.clients)
+        write_csv(self.out / "rounds.csv", ROUND_FIELDS, self.rounds)
+        write_csv(self.out / "clients.csv", CLIENT_FIELDS, self.clients)
         if self.curves:
-            write_rows(self.out / "curves.csv", CURVE_FIELDS, self.curves)
+            write_csv(self.out / "curves.csv", CURVE_FIELDS, self.curves)
         spec = get_spec(self.cfg.dataset)
         meta = model_meta(self.cfg.model, {"in_channels": 1, "num_classes": len(spec.classes), **self.cfg.model_args},
                           self.cfg.dataset, spec.classes, spec.normalization, config=self.cfg.to_dict(),

@@ -11,7 +11,6 @@ trained on what comes from the caller: a model, a source of batches and a loss.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from digitlab.atomic import atomic_path, write_text
+from digitlab.atomic import write_csv, write_text
 from digitlab.calibrate import calibration_note, fit_temperature, logit_reference
 from digitlab.checkpoint import load_state, save_checkpoint, save_state
 from digitlab.data import Augment, Normalization, normalize, parse_augment, to_model_input, to_unit
@@ -177,7 +176,7 @@ def train_loop(model: nn.Module, data: Batches, loss: Loss, cfg: TrainConfig, *,
         best.setdefault("score", best.pop("val_accuracy", -math.inf))  # a state written before `keep` existed
         log(f"resuming after epoch {len(history)} of {epochs}")
     if out is not None:
-        _write_metrics(out / "metrics.csv", history)
+        write_csv(out / "metrics.csv", METRIC_FIELDS, history)
     result = LoopResult(history=history, best=best, diverged=None)
     bar = tqdm(total=total, initial=min(total, len(history) * data.steps), disable=not progress, unit="batch",
                desc=desc, dynamic_ncols=True, leave=False)
@@ -214,7 +213,7 @@ def train_loop(model: nn.Module, data: Batches, loss: Loss, cfg: TrainConfig, *,
                 if out is not None:
                     save_checkpoint(out, model, {**(meta or {}), "epoch": epoch})
             if out is not None:
-                _write_metrics(out / "metrics.csv", history)
+                write_csv(out / "metrics.csv", METRIC_FIELDS, history)
                 save_state(out / STATE, {
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
@@ -328,14 +327,6 @@ def calibrate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norm
     if note := calibration_note(errors):
         log(f"note: {note}")
     return Calibration(fit_temperature(logits, labels), logit_reference(logits), errors, logits)
-
-
-def _write_metrics(path: Path, history: list[dict]) -> None:
-    """Rewrite metrics.csv from the history (atomic, so a kill mid-write never truncates it)."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-        writer.writeheader()
-        writer.writerows(history)
 
 
 def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, steps: int, *,
