@@ -125,7 +125,9 @@ def federated_rows(results: Path) -> list[tuple[str, str, str]]:
             runs = [r for r in load("federated-fedavg-mnist", results)["runs"] if r["partition"] == part]
             if not runs:
                 continue
-            shown = "; ".join(f"{r['variant']} " + (
+            labels = {"plain": "FedAvg", "lr0.1": "client lr 0.1", "fedavgm": "server momentum 0.5",
+                      "fedprox": "FedProx"}
+            shown = "; ".join(f"{labels.get(r['variant'], r['variant'])} " + (
                 (f"**{r['round_at_99']}**" if r["round_at_99"] <= paper else str(r["round_at_99"]))
                 if r["round_at_99"] else f"not in {r['rounds']} (best {pct(r['best_test_accuracy'])})") for r in runs)
             rows.append((f"FedAvg paper's MNIST CNN, 100 {part} clients, C 0.1, E 5, B 10: rounds to 99%",

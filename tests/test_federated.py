@@ -83,7 +83,7 @@ def test_local_round_curve_and_proximal_term():
     _, test = pool_and_test(cfg)
     sent = build_model(cfg).state_dict()
     free, m = local_round(build_model(cfg), sent, data, cfg, fed, 1, 0, test)
-    assert [s for s, _ in m["curve"]] == [5, 10, 15, 20]
+    assert [s for s, _ in m["curve"]] == [0, 5, 10, 15, 20]  # 0: the weights as sent
     assert all(0 <= a <= 1 for _, a in m["curve"])
     held, _ = local_round(build_model(cfg), sent, data, cfg, fed, 1, 0, proximal_mu=100.0)
 

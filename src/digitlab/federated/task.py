@@ -123,8 +123,8 @@ def local_round(model: nn.Module, weights: Weights, data: DigitDataset, cfg: Tra
                 server_round: int, client: int, test: DigitDataset | None = None,
                 proximal_mu: float = 0.0) -> tuple[Weights, dict[str, Any]]:
     """One client's local work in one round: from `weights`, local_steps(...) optimiser steps of the one
-    training loop on `data`. With fed.eval_every and a `test` set, the local model's test accuracy every
-    that many steps goes into metrics["curve"] as (step, accuracy) pairs. Returns the new weights and
+    training loop on `data`. With fed.eval_every and a `test` set, the local model's test accuracy as
+    received (step 0) and every that many steps goes into metrics["curve"] as (step, accuracy) pairs. Returns the new weights and
     {"steps", "train_loss", "train_accuracy", "diverged", "examples"[, "curve"]}."""
     spec = get_spec(cfg.dataset)
     steps = local_steps(fed, len(data), cfg.batch_size)
@@ -137,6 +137,7 @@ def local_round(model: nn.Module, weights: Weights, data: DigitDataset, cfg: Tra
     check = None
     if fed.eval_every and test is not None:
         batches_per_pass = steps_per_epoch(len(data), cfg.batch_size)
+        curve.append((0, evaluate(model, test, spec.normalization, len(spec.classes)).accuracy))  # as received
 
         def check(epochs_done: float, seconds: float) -> None:
             step = round(epochs_done * batches_per_pass)
