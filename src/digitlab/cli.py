@@ -126,6 +126,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"confusion matrix: {report['confusion_png']}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from digitlab.export import export_onnx
+
+    if args.images < 1:
+        raise DigitlabError(f"--images must be >= 1, got {args.images}")
+    report = export_onnx(args.checkpoint, args.out, data_dir=args.data_dir, images=args.images, opset=args.opset)
+    print(f"wrote {report.path} ({report.bytes:,} bytes, opset {report.opset}); checked on {report.source}: "
+          f"max |logit difference| {report.max_abs_diff:.2e}, same class for {100 * report.agreement:.2f}%")
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from digitlab.infer import predict
 
@@ -252,6 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "--checkpoint; none for the bundled reader)")
     p.add_argument("--download", action="store_true", help="fetch missing dataset files from the mirrors")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = command("export", "export a checkpoint's model to ONNX, checked against PyTorch", cmd_export,
+                description="Write the checkpoint's classifier as one ONNX file (dynamic batch axis, the "
+                            "checkpoint's classes, normalisation and calibration in its metadata). ONNX Runtime "
+                            "then runs it beside PyTorch on real test images; a mismatch fails the export.")
+    p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT",
+                   help="a run folder or .safetensors file (default: the bundled MNIST classifier)")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="file format (default onnx)")
+    p.add_argument("--out", metavar="FILE", required=True, help="the file to write, e.g. model.onnx")
+    p.add_argument("--data-dir", metavar="DIR", help="where the checkpoint's test images are (default: where its "
+                                                     "run found them, then $DIGITLAB_DATA, then the cache)")
+    p.add_argument("--images", type=int, default=1000, metavar="N", help="test images to check on (default 1000)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
 
     p = command("predict", "classify images of single digits", cmd_predict)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size, either polarity)")

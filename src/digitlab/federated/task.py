@@ -124,8 +124,8 @@ def local_round(model: nn.Module, weights: Weights, data: DigitDataset, cfg: Tra
                 proximal_mu: float = 0.0) -> tuple[Weights, dict[str, Any]]:
     """One client's local work in one round: from `weights`, local_steps(...) optimiser steps of the one
     training loop on `data`. With fed.eval_every and a `test` set, the local model's test accuracy as
-    received (step 0) and every that many steps goes into metrics["curve"] as (step, accuracy) pairs. Returns the new weights and
-    {"steps", "train_loss", "train_accuracy", "diverged", "examples"[, "curve"]}."""
+    received (step 0) and every that many steps goes into metrics["curve"] as (step, accuracy) pairs.
+    Returns the new weights and {"steps", "train_loss", "train_accuracy", "diverged", "examples"[, "curve"]}."""
     spec = get_spec(cfg.dataset)
     steps = local_steps(fed, len(data), cfg.batch_size)
     local = cfg.replace(seed=round_seed(cfg.seed, server_round, client), check_every=fed.eval_every)
