@@ -12,6 +12,7 @@ The main entry points are importable from here; they load lazily, so `import dig
     digitlab.cross_validate(cfg, "runs/cv", folds=10)     # also sweep, grid, search, compare, write_report
     digitlab.federate(cfg, digitlab.FedConfig(clients=2, rounds=3), "runs/fl")  # Flower, simulated here
     digitlab.export_onnx("runs/lenet5", "lenet5.onnx")    # ONNX, checked against PyTorch on test images
+    digitlab.Recognizer("runs/lenet5").predict(images)    # ONNX Runtime (or backend="torch"), calibrated
 
 `digitlab.read` is both the package of the reading pipeline (digitlab.read.ReadConfig, ...) and its
 `read` function: calling it reads an image.
@@ -31,6 +32,7 @@ _API = {
     "search": "digitlab.experiments", "compare": "digitlab.experiments", "write_report": "digitlab.experiments",
     "federate": "digitlab.federated", "FedConfig": "digitlab.federated", "partition_indices": "digitlab.federated",
     "load_checkpoint": "digitlab.checkpoint", "export_onnx": "digitlab.export",
+    "Recognizer": "digitlab.engine",
     "load_dataset": "digitlab.data", "list_datasets": "digitlab.data", "dataset_status": "digitlab.data",
     "load_image": "digitlab.data", "to_model_input": "digitlab.data",
     "create_model": "digitlab.models", "list_models": "digitlab.models", "model_info": "digitlab.models",

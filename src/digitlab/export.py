@@ -68,10 +68,10 @@ def check_images(meta: dict[str, Any], data_dir: str | Path | None, count: int) 
                 f"{count} images of uniform noise ({dataset} test images not found: give --data-dir)")
 
 
-def export_onnx(checkpoint: str | Path | None, out: str | Path, *, data_dir: str | Path | None = None,
+def export_onnx(checkpoint: Any, out: str | Path, *, data_dir: str | Path | None = None,
                 images: int = 1000, opset: int = OPSET, tolerance: float = 1e-3) -> ExportReport:
-    """Write the checkpoint's model (None: the bundled MNIST classifier) as ONNX to `out`, checked against
-    PyTorch on `images` test images."""
+    """Write the checkpoint's model (a path, a loaded Checkpoint, or None: the bundled MNIST classifier) as
+    ONNX to `out`, checked against PyTorch on `images` test images."""
     try:
         import onnx
         import onnxruntime as ort

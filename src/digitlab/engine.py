@@ -1,0 +1,100 @@
+"""The inference engine: `Recognizer` classifies 28x28 digit images with a checkpoint's classifier on ONNX
+Runtime (by default) or PyTorch, batched, with the checkpoint's normalisation and calibration temperature.
+
+A checkpoint run on ONNX Runtime is exported once (`digitlab.export`, which checks the file against PyTorch)
+into the cache, named by the weights' SHA-256, so later Recognizers of the same weights load it at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from digitlab.data import Normalization, to_model_input
+from digitlab.errors import ConfigError
+
+BACKENDS = ("onnxruntime", "torch")
+
+
+def onnx_cache(meta: dict[str, Any]) -> Path:
+    """Where the ONNX export of these weights is kept: <cache>/onnx/<sha256 prefix>-opset<k>.onnx."""
+    from digitlab.data.paths import resolve_cache_dir
+    from digitlab.export import OPSET
+
+    return resolve_cache_dir() / "onnx" / f"{meta['weights_sha256'][:20]}-opset{OPSET}.onnx"
+
+
+class Recognizer:
+    """source: a checkpoint (run folder, .safetensors file or loaded Checkpoint), an .onnx file written by
+    `digitlab export`, or None (the bundled MNIST classifier). backend: "onnxruntime" or "torch" (a
+    checkpoint only). threads: intra-op threads of either backend."""
+
+    def __init__(self, source: Any = None, *, backend: str = "onnxruntime", threads: int = 1,
+                 batch_size: int = 1024):
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if threads < 1 or batch_size < 1:
+            raise ConfigError(f"threads and batch_size must be >= 1, got {threads} and {batch_size}")
+        self.backend, self.threads, self.batch_size = backend, threads, batch_size
+        self._model = self._session = None
+        if isinstance(source, (str, Path)) and str(source).endswith(".onnx"):
+            from digitlab.export import onnx_metadata
+
+            if backend != "onnxruntime":
+                raise ConfigError(f"{source}: an ONNX file runs on the onnxruntime backend only")
+            self.meta, path = onnx_metadata(source), Path(source)
+        else:
+            from digitlab.infer import as_checkpoint
+
+            ckpt = as_checkpoint(source)
+            self.meta = ckpt.meta
+            if backend == "torch":
+                self._model = ckpt.model
+            else:
+                path = onnx_cache(ckpt.meta)
+                if not path.is_file():
+                    from digitlab.export import export_onnx
+
+                    export_onnx(ckpt, path, images=256)
+        if self._model is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._input = self._session.get_inputs()[0].name
+        self.classes: list[str] = list(self.meta["classes"])
+        self.normalization = Normalization(**self.meta["normalization"])
+        self.temperature = float(self.meta.get("temperature", 1.0))
+
+    def logits(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Logits (N, classes) of uint8 images (N, 28, 28), batch by batch."""
+        images = torch.as_tensor(images)
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            x = to_model_input(images[i:i + self.batch_size], self.normalization)
+            if self._session is not None:
+                out.append(self._session.run(None, {self._input: x.numpy()})[0])
+            else:
+                threads = torch.get_num_threads()
+                torch.set_num_threads(self.threads)
+                try:
+                    with torch.inference_mode():
+                        out.append(self._model(x).numpy())
+                finally:
+                    torch.set_num_threads(threads)
+        return np.concatenate(out) if out else np.empty((0, len(self.classes)), dtype=np.float32)
+
+    def probabilities(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities: softmax(logits / temperature)."""
+        z = self.logits(images) / self.temperature
+        z = np.exp(z - z.max(1, keepdims=True))
+        return z / z.sum(1, keepdims=True)
+
+    def predict(self, images: torch.Tensor | np.ndarray) -> list[tuple[str, float]]:
+        """(class name, calibrated confidence) of each image."""
+        p = self.probabilities(images)
+        return [(self.classes[i], float(p[k, i])) for k, i in enumerate(p.argmax(1))]
