@@ -73,19 +73,20 @@ class Recognizer:
     def logits(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
         """Logits (N, classes) of uint8 images (N, 28, 28), batch by batch."""
         images = torch.as_tensor(images)
-        out = []
-        for i in range(0, len(images), self.batch_size):
-            x = to_model_input(images[i:i + self.batch_size], self.normalization)
-            if self._session is not None:
-                out.append(self._session.run(None, {self._input: x.numpy()})[0])
-            else:
-                threads = torch.get_num_threads()
-                torch.set_num_threads(self.threads)
-                try:
-                    with torch.inference_mode():
-                        out.append(self._model(x).numpy())
-                finally:
-                    torch.set_num_threads(threads)
+        if self._session is None:  # PyTorch: the one batched path of digitlab.infer, in this many threads
+            from digitlab.infer import predict_logits
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                with torch.inference_mode():
+                    logits = predict_logits(self._model, images, self.normalization, self.batch_size)
+            finally:
+                torch.set_num_threads(threads)
+            return logits.numpy() if len(images) else np.empty((0, len(self.classes)), dtype=np.float32)
+        out = [self._session.run(None, {self._input: to_model_input(images[i:i + self.batch_size],
+                                                                     self.normalization).numpy()})[0]
+               for i in range(0, len(images), self.batch_size)]
         return np.concatenate(out) if out else np.empty((0, len(self.classes)), dtype=np.float32)
 
     def probabilities(self, images: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ checkpoint's own test split when it can be found); a mismatch beyond `tolerance`
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -42,22 +43,22 @@ class ExportReport:
     agreement: float  # share of images whose predicted class is the same
 
 
-def check_images(meta: dict[str, Any], data_dir: str | Path | None, count: int) -> tuple[torch.Tensor, str]:
+def check_images(ckpt, data_dir: str | Path | None, count: int) -> tuple[torch.Tensor, str]:
     """Up to `count` test images of the checkpoint's dataset (uint8, (N, 28, 28)) and where they came from:
     its test split, or for a one-split dataset (digits, TibetanMNIST) the test share the run held out;
     uniform noise, said so, when the dataset is not at hand and no `data_dir` was given."""
     from digitlab.data import get_spec, load_dataset
+    from digitlab.infer import recorded_data_dir
     from digitlab.train.config import TrainConfig
     from digitlab.train.trainer import one_split_defaults, prepare_data
 
-    dataset = meta.get("dataset")
-    recorded = meta.get("config", {}).get("data_dir")
-    root = data_dir or (recorded if recorded and Path(recorded).is_dir() else None)
+    dataset = ckpt.meta.get("dataset")
+    root = data_dir or recorded_data_dir(ckpt)
     try:
         if "test" in get_spec(dataset).splits:
             images, where = load_dataset(dataset, "test", data_dir=root).images, "test split"
         else:
-            cfg = one_split_defaults(TrainConfig.from_dict({**meta["config"], "data_dir": root}))
+            cfg = one_split_defaults(TrainConfig.from_dict({**ckpt.meta["config"], "data_dir": root}))
             images, where = prepare_data(cfg).test.images, "test share held out by the run"
         return images[:count], f"{dataset} {where} ({min(count, len(images))} images)"
     except (DatasetError, KeyError, ValueError):
@@ -82,7 +83,8 @@ def export_onnx(checkpoint: Any, out: str | Path, *, data_dir: str | Path | None
     from digitlab.infer import as_checkpoint
 
     ckpt = as_checkpoint(checkpoint)
-    model = ckpt.model.to(memory_format=torch.contiguous_format).eval()
+    # a copy: the loaded checkpoint is shared (load_checkpoint caches it) and keeps its channels-last layout
+    model = copy.deepcopy(ckpt.model).to(memory_format=torch.contiguous_format).eval()
     size = tuple(ckpt.meta.get("input_size", (1, 28, 28)))
     example = torch.zeros((2, *size))
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
@@ -100,7 +102,7 @@ def export_onnx(checkpoint: Any, out: str | Path, *, data_dir: str | Path | None
         onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(meta)})
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-        pixels, source = check_images(ckpt.meta, data_dir, images)
+        pixels, source = check_images(ckpt, data_dir, images)
         x = to_model_input(pixels, ckpt.normalization)
         with torch.inference_mode():
             expected = model(x).numpy()
