@@ -13,6 +13,9 @@ The main entry points are importable from here; they load lazily, so `import dig
     digitlab.federate(cfg, digitlab.FedConfig(clients=2, rounds=3), "runs/fl")  # Flower, simulated here
     digitlab.export_onnx("runs/lenet5", "lenet5.onnx")    # ONNX, checked against PyTorch on test images
     digitlab.Recognizer("runs/lenet5").predict(images)    # ONNX Runtime (or backend="torch"), calibrated
+    digitlab.quantize("runs/lenet5", "lenet5-int8.onnx")  # int8 through ONNX Runtime, checked on test images
+    digitlab.prune("runs/lenet5", "runs/lenet5-pruned", digitlab.PruneConfig(amount=0.9))  # and fine-tuned
+    digitlab.bench(["runs/lenet5", "runs/lenet5-pruned"])  # size, accuracy, images/s in each format
 
 `digitlab.read` is both the package of the reading pipeline (digitlab.read.ReadConfig, ...) and its
 `read` function: calling it reads an image.
@@ -33,6 +36,8 @@ _API = {
     "federate": "digitlab.federated", "FedConfig": "digitlab.federated", "partition_indices": "digitlab.federated",
     "load_checkpoint": "digitlab.checkpoint", "export_onnx": "digitlab.export",
     "Recognizer": "digitlab.engine",
+    "quantize": "digitlab.compress", "prune": "digitlab.compress", "PruneConfig": "digitlab.compress",
+    "bench": "digitlab.bench",
     "load_dataset": "digitlab.data", "list_datasets": "digitlab.data", "dataset_status": "digitlab.data",
     "load_image": "digitlab.data", "to_model_input": "digitlab.data",
     "create_model": "digitlab.models", "list_models": "digitlab.models", "model_info": "digitlab.models",

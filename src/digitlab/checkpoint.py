@@ -58,13 +58,19 @@ def model_meta(model: str, model_args: dict[str, Any], dataset: str, classes: li
             "normalization": {"mean": norm.mean, "std": norm.std}, "input_size": [1, 28, 28], **extra}
 
 
-def save_checkpoint(folder: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
+def save_checkpoint(folder: str | Path, model: nn.Module, meta: dict[str, Any], storage: str = "dense") -> Path:
     """Write folder/model.safetensors, then folder/model.json naming the weights' SHA-256.
 
     Each file is replaced atomically and the JSON is written last, so a crash between the two leaves a
-    pair whose hash does not match, which load_checkpoint reports instead of loading mixed files."""
+    pair whose hash does not match, which load_checkpoint reports instead of loading mixed files.
+    storage: "dense" (float32), or "sparse", "int8", "sparse-int8" (digitlab.compress.storage)."""
     folder = Path(folder)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    meta = {k: v for k, v in meta.items() if k != "storage"}
+    if storage != "dense":
+        from digitlab.compress.storage import pack
+
+        state, meta["storage"] = pack(state, storage)
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file(state, str(tmp))
         digest = _sha256(tmp)
@@ -102,7 +108,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{weights}: SHA-256 does not match {meta_path.name} (incomplete or mixed files)")
     try:
         model = create_model(meta["model"], **meta["model_args"])
-        model.load_state_dict(load_file(str(weights)))
+        state = load_file(str(weights))
+        if "storage" in meta or "pruning" in meta:  # packed weights, layers shrunk by structured pruning
+            from digitlab.compress.storage import resize_to, unpack
+
+            state = unpack(state, meta.get("storage", {}))
+            resize_to(model, state)
+        model.load_state_dict(state)
     except (ModelError, KeyError, TypeError) as e:
         raise CheckpointError(f"{meta_path}: cannot rebuild the model ({e})") from None
     except (SafetensorError, RuntimeError) as e:

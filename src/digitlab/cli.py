@@ -136,6 +136,23 @@ def cmd_export(args: argparse.Namespace) -> None:
           f"max |logit difference| {report.max_abs_diff:.2e}, same class for {100 * report.agreement:.2f}%")
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from digitlab.bench import bench, format_rows
+
+    try:
+        batches = tuple(int(b) for b in args.batches.split(","))
+    except ValueError:
+        raise DigitlabError(f"--batches takes batch sizes like 1,64,1024, got {args.batches!r}") from None
+    rows = bench(args.checkpoints or [None], formats=tuple(f for f in args.formats.split(",") if f),
+                 data_dir=args.data_dir, batches=batches, threads=args.threads, seconds=args.seconds,
+                 log=lambda line: print(line, file=sys.stderr))
+    print(format_table(format_rows(rows)))
+    if args.json:
+        from digitlab.atomic import write_text
+
+        write_text(Path(args.json), json.dumps([r.to_dict() for r in rows], indent=2))
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from digitlab.infer import predict
 
@@ -207,6 +224,7 @@ def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
 
 def build_parser() -> argparse.ArgumentParser:
     from digitlab import __version__
+    from digitlab.compress.cli import add_commands as add_compress  # prune, quantize
     from digitlab.experiments.cli import add_commands as add_experiments  # cv, sweep, search, compare, report
     from digitlab.federated.cli import add_commands as add_federated  # federate
     from digitlab.read.cli import add_commands  # read, eval-read, train-verifier, train-line-reader
@@ -276,6 +294,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=1000, metavar="N", help="test images to check on (default 1000)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
 
+    p = command("bench", "measure checkpoints in each format: size, accuracy, images/s, latency", cmd_bench,
+                description="Measure each checkpoint as PyTorch eager fp32, ONNX Runtime fp32 and ONNX Runtime "
+                            "int8, side by side in one run: file size (raw and gzip), weights, multiply-"
+                            "accumulates, accuracy on the full test set, images/s at each batch size and p50/p99 "
+                            "latency at batch 1 (one thread; larger batches on --threads).")
+    p.add_argument("checkpoints", nargs="*", metavar="RUN",
+                   help="run folders or .safetensors files (default: the bundled MNIST classifier)")
+    p.add_argument("--formats", default="pytorch,onnx,int8", metavar="LIST",
+                   help="comma-separated, of pytorch, onnx, int8 (default all three)")
+    p.add_argument("--batches", default="1,64,1024", metavar="LIST", help="batch sizes (default 1,64,1024)")
+    p.add_argument("--threads", type=int, default=0, metavar="N", help="threads for batches > 1 (default: all cores)")
+    p.add_argument("--seconds", type=float, default=2.0, metavar="S", help="time per measurement (default 2)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the test images are (default: the run's own, then "
+                                                     "$DIGITLAB_DATA, then the cache)")
+    p.add_argument("--json", metavar="FILE", help="also write the rows to this JSON file")
+
     p = command("predict", "classify images of single digits", cmd_predict)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size, either polarity)")
     add_checkpoint_option(p)
@@ -290,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(command)
     add_experiments(command)
     add_federated(command)
+    add_compress(command)
 
     p = command("runs", "list runs in a table", cmd_runs)
     p.add_argument("root", nargs="?", default="runs", metavar="ROOT",

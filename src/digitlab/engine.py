@@ -89,6 +89,18 @@ class Recognizer:
                for i in range(0, len(images), self.batch_size)]
         return np.concatenate(out) if out else np.empty((0, len(self.classes)), dtype=np.float32)
 
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Logits of normalised model input (N, 1, 28, 28) float32, in one call: the model alone (benchmarks)."""
+        if self._session is None:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                with torch.inference_mode():
+                    return self._model(torch.from_numpy(x)).numpy()
+            finally:
+                torch.set_num_threads(threads)
+        return self._session.run(None, {self._input: x})[0]
+
     def probabilities(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
         """Calibrated class probabilities: softmax(logits / temperature)."""
         z = self.logits(images) / self.temperature

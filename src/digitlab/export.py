@@ -47,19 +47,16 @@ def check_images(ckpt, data_dir: str | Path | None, count: int) -> tuple[torch.T
     """Up to `count` test images of the checkpoint's dataset (uint8, (N, 28, 28)) and where they came from:
     its test split, or for a one-split dataset (digits, TibetanMNIST) the test share the run held out;
     uniform noise, said so, when the dataset is not at hand and no `data_dir` was given."""
-    from digitlab.data import get_spec, load_dataset
-    from digitlab.infer import recorded_data_dir
-    from digitlab.train.config import TrainConfig
-    from digitlab.train.trainer import one_split_defaults, prepare_data
+    from digitlab.data import load_dataset
+    from digitlab.infer import held_out_test, recorded_data_dir
 
     dataset = ckpt.meta.get("dataset")
     root = data_dir or recorded_data_dir(ckpt)
     try:
-        if "test" in get_spec(dataset).splits:
-            images, where = load_dataset(dataset, "test", data_dir=root).images, "test split"
+        if (held := held_out_test(ckpt, dataset, "test", root)) is not None:
+            images, where = held.images, "test share held out by the run"
         else:
-            cfg = one_split_defaults(TrainConfig.from_dict({**ckpt.meta["config"], "data_dir": root}))
-            images, where = prepare_data(cfg).test.images, "test share held out by the run"
+            images, where = load_dataset(dataset, "test", data_dir=root).images, "test split"
         return images[:count], f"{dataset} {where} ({min(count, len(images))} images)"
     except (DatasetError, KeyError, ValueError):
         if data_dir is not None:  # asked for: its absence is an error

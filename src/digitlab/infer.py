@@ -152,11 +152,13 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint | None = None, datas
     dataset = dataset or ckpt.meta["dataset"]
     if data_dir is None:
         data_dir = recorded_data_dir(ckpt)
-    data = load_dataset(dataset, split, data_dir=data_dir, download=download)
+    held_out = held_out_test(ckpt, dataset, split, data_dir)
+    data = held_out if held_out is not None else load_dataset(dataset, split, data_dir=data_dir, download=download)
     classes = ckpt.classes
     result = evaluate(ckpt.model, data, ckpt.normalization, len(classes), batch_size)
     report: dict[str, Any] = {
-        "dataset": dataset, "split": split, "images": len(data), "accuracy": result.accuracy,
+        "dataset": dataset, "split": split if held_out is None else "test share held out by the run",
+        "images": len(data), "accuracy": result.accuracy,
         "loss": result.loss, "per_class_accuracy": dict(zip(classes, result.per_class)),
         "most_confused": [{"true": classes[t], "predicted": classes[p], "count": n}
                           for t, p, n in result.most_confused()],
@@ -168,6 +170,20 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint | None = None, datas
                        title=f"{ckpt.meta['model']} on {dataset}/{split}: accuracy {result.accuracy:.4f}")
         report["confusion_png"] = str(path)
     return report
+
+
+def held_out_test(ckpt: Checkpoint, dataset: str, split: str, data_dir: str | Path | None) -> DigitDataset | None:
+    """For a dataset of one split (digits, TibetanMNIST) asked for its "test" split: the test share that the
+    checkpoint's own run held out of it; else None."""
+    from digitlab.data import get_spec
+    from digitlab.train.config import TrainConfig
+    from digitlab.train.trainer import one_split_defaults, prepare_data
+
+    if split != "test" or split in get_spec(dataset).splits or dataset != ckpt.meta.get("dataset") \
+            or "config" not in ckpt.meta:
+        return None
+    cfg = TrainConfig.from_dict({**ckpt.meta["config"], "data_dir": data_dir})
+    return prepare_data(one_split_defaults(cfg)).test
 
 
 def recorded_data_dir(ckpt: Checkpoint) -> str | None:

@@ -333,13 +333,14 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cf
                 norm: Normalization, num_classes: int, indices: torch.Tensor | None = None,
                 weights: dict[str, torch.Tensor] | None = None, loss: Loss | None = None,
                 check: Callable[[float, float], dict[str, Any] | None] | None = None,
-                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+                progress: bool = False, desc: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """`steps` optimiser steps of the one loop on images[indices] (uint8 (N, 28, 28), int64 labels), from
     `weights` (else the model's own), with no run folder: a federated client's local round, a fold.
     Optimiser, schedule (over these steps), batch size, augmentation, label smoothing and seed come from
     cfg. Returns the new weights (a copy) and {"steps", "epochs", "train_loss", "train_accuracy", "diverged"}
     (loss and accuracy: means over the last, perhaps partial, pass over the images). `loss` replaces the
-    cross-entropy (a federated client's proximal term); `check` is train_loop's, every cfg.check_every steps."""
+    cross-entropy (a federated client's proximal term); `check` is train_loop's, every cfg.check_every steps;
+    progress: a progress bar of the steps, labelled `desc`."""
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
     if weights is not None:
@@ -351,7 +352,7 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cf
     torch.manual_seed(cfg.seed)
     data = ImageBatches(images, labels, norm, cfg.batch_size, parse_augment(cfg.augment) if cfg.augment else None)
     result = train_loop(model, data, loss or ClassificationLoss(num_classes, cfg.label_smoothing), cfg,
-                        max_steps=steps, check=check, progress=False, log=lambda s: None)
+                        max_steps=steps, check=check, progress=progress, desc=desc, log=lambda s: None)
     last = result.history[-1] if result.history else {}
     metrics = {"steps": result.steps, "epochs": len(result.history), "diverged": result.diverged,
                "train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy")}
