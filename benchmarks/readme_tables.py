@@ -153,6 +153,28 @@ def federated_rows(results: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
+def inference_rows(results: Path) -> list[tuple[str, str, str]]:
+    """The rows of benchmarks/inference.py, once measured."""
+    if not (results / "inference.json").is_file():
+        return []
+    t = load("inference", results)["targets"]
+    lc, cp, tb = t["lenet_class"], t["compressed"], t.get("tibetan")
+    rows = [
+        (f"LeNet-class model on ONNX Runtime ({lc['model']}: {lc['macs'] / 1e6:.2f}M MACs, "
+         f"{pct(lc['test_accuracy'])} MNIST test)", ">= 150,000 images/s batched; <= 30 µs p50 at batch 1",
+         f"**{lc['images_per_s']:,.0f}**/s, p50 **{lc['p50_us']:.0f} µs**; {lc['vs_pytorch_eager_batched']:.1f}x "
+         f"PyTorch eager batched, {lc['vs_pytorch_eager_batch1']:.1f}x at batch 1"),
+        (f"most accurate MNIST model compressed ({cp['model']})", ">= 40x smaller, <= 0.1 point lost, faster",
+         f"**{cp['smaller']:.1f}x** smaller ({cp['bytes']:,} bytes), {pct(cp['test_accuracy_fp32'])} -> "
+         f"{pct(cp['test_accuracy'])}, {cp['speedup_onnx']:.1f}x faster batched")]
+    if tb:
+        rows.append(("TibetanMNIST MobileNetV3-small, energy-aware pruning (half the channels)",
+                     "the published next step",
+         f"test {pct(tb['test_accuracy'])} -> {pct(tb['test_accuracy_pruned'])}, {tb['macs'] / 1e6:.1f}M -> "
+         f"{tb['macs_pruned'] / 1e6:.1f}M MACs, {tb['speedup_onnx']:.1f}x faster batched"))
+    return rows
+
+
 def results_table(results: Path = RESULTS) -> str:
     rows = [("preset or benchmark", "published or target", "digitlab")]
     presets = load("presets", results)
@@ -160,6 +182,7 @@ def results_table(results: Path = RESULTS) -> str:
         rows.append((f"`{row['preset']}`", row["published"], preset_figure(row, results)))
     rows += experiment_rows(results)
     rows += federated_rows(results)
+    rows += inference_rows(results)
     synthetic = load("read_synthetic", results)["results"]
     for variant in ("easy", "hard"):
         r = synthetic[variant]
