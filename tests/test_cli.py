@@ -146,7 +146,7 @@ def test_predict_prints_the_note_of_an_image_of_several_digits(capsys, monkeypat
     class Noted(digitlab.infer.Prediction):  # Prediction.note is on its way to digitlab.infer
         note: str | None = None
 
-    def predict(images, checkpoint=None):
+    def predict(images, checkpoint=None, backend=None):
         return [Noted("one.png", "7", 7, [0.0] * 7 + [1.0, 0.0, 0.0]),
                 Noted("many.png", None, 3, [0.1] * 10, "holds 4 digits: use `digitlab read many.png`")]
 

@@ -7,10 +7,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from digitlab.checkpoint import load_checkpoint
+from digitlab.checkpoint import Checkpoint, load_checkpoint, model_meta
 from digitlab.cli import main
-from digitlab.data import load_dataset, to_model_input
+from digitlab.data import Normalization, load_dataset, to_model_input
 from digitlab.export import ExportError, export_onnx, onnx_metadata
+from digitlab.models import create_model, list_models
 from digitlab.train.config import TrainConfig
 
 
@@ -70,3 +71,22 @@ def test_export_errors_are_one_line(tmp_path, capsys):
 
         onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "empty", [], [])), str(tmp_path / "z.onnx"))
         onnx_metadata(tmp_path / "z.onnx")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_classifier_exports_and_matches_pytorch(name, tmp_path):
+    """Every registered classifier (untrained, seeded) survives the dynamo exporter and computes the same logits."""
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    meta = model_meta(name, {}, "mnist", [str(d) for d in range(10)], Normalization(0.1307, 0.3081),
+                      weights_sha256=name)
+    report = export_onnx(Checkpoint(model, meta), tmp_path / f"{name}.onnx", images=32)
+    assert report.max_abs_diff < 1e-3 and report.agreement == 1.0
+
+
+def test_adaptive_max_pool_is_the_exportable_same_as_torchs():
+    from digitlab.models.layers import adaptive_max_pool
+
+    for h, w, n in [(7, 7, 4), (7, 7, 2), (8, 8, 4), (5, 6, 3), (14, 14, 1)]:
+        x = torch.randn(2, 3, h, w)
+        assert torch.equal(adaptive_max_pool(x, n), torch.nn.functional.adaptive_max_pool2d(x, n))

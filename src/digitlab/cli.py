@@ -157,7 +157,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from digitlab.infer import predict
 
     refuse_directories(args.images)
-    predictions = predict(args.images, checkpoint_of(args))
+    predictions = predict(args.images, checkpoint_of(args), backend=args.backend)
     if args.json:
         print(json.dumps([dataclasses.asdict(p) for p in predictions], indent=2))
         return
@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size, either polarity)")
     add_checkpoint_option(p)
     p.add_argument("--json", action="store_true", help="print the predictions as a JSON list")
+    p.add_argument("--backend", choices=["onnxruntime", "torch"],
+                   help="inference engine (default: ONNX Runtime when installed, else PyTorch)")
 
     p = command("ensemble", "average the logits of finished runs into one calibrated checkpoint", cmd_ensemble)
     p.add_argument("runs", nargs="+", metavar="RUN",

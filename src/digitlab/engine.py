@@ -18,6 +18,14 @@ from digitlab.errors import ConfigError
 BACKENDS = ("onnxruntime", "torch")
 
 
+def default_backend() -> str:
+    """ONNX Runtime when it is installed (pip install -e '.[onnx]'), else PyTorch."""
+    import importlib.util
+
+    needed = ("onnxruntime", "onnx", "onnxscript")  # running, and exporting a checkpoint first
+    return "onnxruntime" if all(importlib.util.find_spec(m) for m in needed) else "torch"
+
+
 def onnx_cache(meta: dict[str, Any]) -> Path:
     """Where the ONNX export of these weights is kept: <cache>/onnx/<sha256 prefix>-opset<k>.onnx."""
     from digitlab.data.paths import resolve_cache_dir

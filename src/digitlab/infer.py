@@ -103,18 +103,23 @@ def as_checkpoint(checkpoint: str | Path | Checkpoint | None) -> Checkpoint:
     return load_checkpoint(checkpoint)
 
 
-def predict(images: list[Any], checkpoint: str | Path | Checkpoint | None = None) -> list[Prediction]:
+def predict(images: list[Any], checkpoint: str | Path | Checkpoint | None = None, *,
+            backend: str | None = None) -> list[Prediction]:
     """Classify single-digit images: file paths, PIL images or arrays, any size and either polarity,
     with a checkpoint (run folder, file or loaded; None: the bundled MNIST classifier).
 
     Each becomes its 28x28 input through read_digit (digit_input: the polarity, contrast and MNIST-style
-    geometry the datasets and the reader's crops share), then the checkpoint's own normalisation, the
-    same function training used. An image that holds several digits side by side gets no label but a
-    note that points to `digitlab read`."""
+    geometry the datasets and the reader's crops share), then the inference engine (digitlab.engine.
+    Recognizer: the checkpoint's own normalisation, the same function training used, and its calibration
+    temperature). backend: "onnxruntime", "torch", or None: ONNX Runtime when it is installed, else
+    PyTorch. An image that holds several digits side by side gets no label but a note that points to
+    `digitlab read`."""
+    from digitlab.engine import Recognizer, default_backend
+
     ckpt = as_checkpoint(checkpoint)
     loaded = [read_digit(im) for im in images]
     batch = torch.from_numpy(np.stack([x for x, _ in loaded]))
-    probs = predict_logits(ckpt.model, batch, ckpt.normalization).softmax(1)
+    probs = torch.from_numpy(Recognizer(ckpt, backend=backend or default_backend()).probabilities(batch))
     out = []
     for source, (_, digits), p in zip(images, loaded, probs):
         i = int(p.argmax())

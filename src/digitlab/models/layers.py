@@ -95,7 +95,20 @@ class SpatialPyramidPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, H, W) -> (B, C * sum(n^2))
-        return torch.cat([F.adaptive_max_pool2d(x, n).flatten(1) for n in self.bins], dim=1)
+        return torch.cat([adaptive_max_pool(x, n).flatten(1) for n in self.bins], dim=1)
+
+
+def adaptive_max_pool(x: torch.Tensor, n: int) -> torch.Tensor:
+    """F.adaptive_max_pool2d(x, n) built from ops that ONNX export knows (it has no adaptive max pool):
+    one max_pool2d when n divides the map, else the same bins (rows floor(i*H/n) to ceil((i+1)*H/n))
+    taken one by one. (B, C, H, W) -> (B, C, n, n)."""
+    h, w = x.shape[-2:]
+    if h % n == 0 and w % n == 0:
+        return F.max_pool2d(x, (h // n, w // n))
+    rows = [(i * h // n, -(-(i + 1) * h // n)) for i in range(n)]
+    cols = [(j * w // n, -(-(j + 1) * w // n)) for j in range(n)]
+    return torch.stack([torch.stack([x[..., r0:r1, c0:c1].amax((-2, -1)) for c0, c1 in cols], -1)
+                        for r0, r1 in rows], -2)
 
 
 class ResidualBlock(nn.Module):
