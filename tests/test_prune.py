@@ -119,3 +119,19 @@ def test_a_used_folder_is_refused(digits_run, tmp_path):
           log=lambda line: None)
     with pytest.raises(DigitlabError, match="already holds a pruned model"):
         prune(digits_run, tmp_path / "once", PruneConfig(amount=0.5, steps=1), progress=False)
+
+
+def test_layers_tied_by_a_residual_add_lose_their_channels_once(tmp_path):
+    """In a residual network the convs that feed one add share their channels: pruning half of each layer's
+    channels in the energy-aware order must leave half of them, not a quarter."""
+    from digitlab.train.trainer import fit
+
+    run = tmp_path / "rescnn"
+    fit(TrainConfig(model="rescnn", dataset="digits", epochs=1, batch_size=64, limit=256), run, progress=False)
+    s = prune(run, tmp_path / "thin", PruneConfig(granularity="channels", schedule="energy", amount=0.5,
+                                                  local_epochs=0, finetune_epochs=0), progress=False,
+              log=lambda line: None)
+    before = {r["layer"]: r["shape"][0] for r in s["layers_before"]}
+    after = {r["layer"]: r["shape"][0] for r in s["layers_after"]}
+    last = list(before)[-1]
+    assert all(after[n] == before[n] // 2 for n in before if n != last), (before, after)

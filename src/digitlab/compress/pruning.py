@@ -207,6 +207,7 @@ def _iterative(job: _Job, cfg: PruneConfig) -> None:
 
 def _energy(job: _Job, cfg: PruneConfig) -> None:
     candidates = channel_layers(job.model) if cfg.granularity == "channels" else prunable_layers(job.model)
+    original = {n: _width(m) for n, m in candidates.items()}  # layers tied to one another lose their channels once
     cost = {r["layer"]: r["macs" if cfg.cost == "macs" else "energy"] for r in layer_table(job.model)}
     order = sorted(candidates, key=lambda n: -cost[n])
     job.log(f"energy-aware order ({cfg.cost}): " + ", ".join(order))
@@ -214,7 +215,7 @@ def _energy(job: _Job, cfg: PruneConfig) -> None:
         m = candidates[name]
         if cfg.granularity == "weights":
             zero_weights([m], cfg.amount)
-        elif not cut_channels(job.model, m, max(1, round(_width(m) * (1 - cfg.amount))), job.example):
+        elif not cut_channels(job.model, m, max(1, round(original[name] * (1 - cfg.amount))), job.example):
             continue  # its channels were already cut with a partner's
         job.finetune(cfg.local_epochs, f"layer {i}/{len(order)} {name}", only=m)
     job.finetune(cfg.finetune_epochs, "global fine-tune")
