@@ -64,7 +64,7 @@ def test_predict_on_png_files_matches_evaluation(variant, mnist_test, classifier
     seen = []  # the logits predict computes, caught on their way out of the model
     hook = classifier.model.register_forward_hook(lambda module, args, out: seen.append(out))
     try:
-        predictions = predict(paths, classifier)
+        predictions = predict(paths, classifier, backend="torch")  # the hook sees PyTorch's forward passes
     finally:
         hook.remove()
     logits = torch.cat(seen)
