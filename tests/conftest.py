@@ -23,3 +23,23 @@ def mnist_small(shared_data_dir) -> tuple[torch.Tensor, torch.Tensor]:
 
     test = load_dataset("mnist", "test", data_dir=shared_data_dir)
     return test.images[:512], test.labels[:512]
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """A small real run that the export, engine and bench tests share (they read it and write elsewhere):
+    fastcnn, 2 epochs of scikit-learn's digits."""
+    from digitlab.train.config import TrainConfig
+    from digitlab.train.trainer import fit
+
+    out = tmp_path_factory.mktemp("digits-run")
+    fit(TrainConfig(model="fastcnn", dataset="digits", epochs=2, batch_size=32), out, progress=False)
+    return out
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch) -> Path:
+    """A fresh digitlab cache (ONNX exports) for one test, not the user's."""
+    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+

@@ -10,22 +10,6 @@ from digitlab.bench import bench, file_sizes
 from digitlab.cli import main
 from digitlab.engine import onnx_cache
 from digitlab.errors import ConfigError
-from digitlab.train.config import TrainConfig
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    from digitlab.train.trainer import fit
-
-    out = tmp_path_factory.mktemp("digits-bench")
-    fit(TrainConfig(model="fastcnn", dataset="digits", epochs=2, batch_size=32), out, progress=False)
-    return out
-
-
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 def test_each_format_is_measured_on_the_whole_test_set(digits_run, cache):

@@ -8,22 +8,6 @@ from digitlab.data import load_dataset
 from digitlab.engine import Recognizer, onnx_cache
 from digitlab.errors import ConfigError
 from digitlab.export import export_onnx
-from digitlab.train.config import TrainConfig
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    from digitlab.train.trainer import fit
-
-    out = tmp_path_factory.mktemp("digits-engine")
-    fit(TrainConfig(model="fastcnn", dataset="digits", epochs=2, batch_size=32), out, progress=False)
-    return out
-
-
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 def test_onnxruntime_and_torch_agree_and_the_export_is_cached(digits_run, cache, monkeypatch):

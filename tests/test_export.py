@@ -12,16 +12,6 @@ from digitlab.cli import main
 from digitlab.data import Normalization, load_dataset, to_model_input
 from digitlab.export import ExportError, export_onnx, onnx_metadata
 from digitlab.models import create_model, list_models
-from digitlab.train.config import TrainConfig
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    from digitlab.train.trainer import fit
-
-    out = tmp_path_factory.mktemp("digits-run")
-    fit(TrainConfig(model="fastcnn", dataset="digits", epochs=2, batch_size=32), out, progress=False)
-    return out
 
 
 def test_export_matches_pytorch_with_any_batch_and_keeps_the_meta(digits_run, tmp_path):
