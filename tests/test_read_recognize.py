@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 from read_helpers import ink_mask, read_model, string_image, sure_digits, test_digits  # noqa: F401 - fixtures
 
-import digitlab.read.recognize as recognize
 from digitlab.read import ReadConfig, read
 
 pytestmark = pytest.mark.slow  # every test here needs the trained model
@@ -60,18 +59,39 @@ def test_confidence_is_calibrated_by_the_checkpoint_temperature(read_model, digi
 
 
 def test_every_candidate_goes_to_the_model_in_one_call(read_model, digits, monkeypatch):
+    from digitlab.engine import Recognizer
+
     ckpt, _ = read_model
     calls = []
-    real = recognize.predict_logits
+    real = Recognizer.logits
 
-    def counting(model, images, norm, batch_size):
+    def counting(self, images):
         calls.append(len(images))
-        return real(model, images, norm, batch_size)
+        return real(self, images)
 
-    monkeypatch.setattr(recognize, "predict_logits", counting)
+    monkeypatch.setattr(Recognizer, "logits", counting)
     img = string_image(digits, "68", gaps=[None])  # touching: several candidate splits to score
     assert read(img, ckpt).text == "68"
     assert len(calls) == 1 and calls[0] >= 3
+
+
+def test_both_backends_and_an_onnx_file_read_alike(read_model, digits, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from digitlab.engine import Recognizer
+    from digitlab.export import export_onnx
+
+    ckpt, _ = read_model
+    img = string_image(digits, "40172", height=60)
+    by_torch = read(img, ckpt, backend="torch")
+    by_ort = read(img, ckpt, backend="onnxruntime")
+    export_onnx(ckpt, tmp_path / "m.onnx", images=64)
+    by_file = read(img, Recognizer(tmp_path / "m.onnx"))
+    assert by_torch.text == "40172"
+    for other in (by_ort, by_file):
+        assert other.text == by_torch.text
+        assert [d.box for d in other.digits] == [d.box for d in by_torch.digits]
+        assert np.allclose([d.probabilities for d in other.digits], [d.probabilities for d in by_torch.digits],
+                           atol=1e-4)
 
 
 def test_crops_are_normalised_the_mnist_way(read_model, digits):

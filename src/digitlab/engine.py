@@ -6,6 +6,8 @@ into the cache, named by the weights' SHA-256, so later Recognizers of the same 
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,36 @@ class Recognizer:
         """(class name, calibrated confidence) of each image."""
         p = self.probabilities(images)
         return [(self.classes[i], float(p[k, i])) for k, i in enumerate(p.argmax(1))]
+
+
+def as_recognizer(source: Any = None, backend: str | None = None, threads: int = 1) -> Recognizer:
+    """A Recognizer: the one given, else one of `source` (as Recognizer takes it) on `backend` (None:
+    default_backend()). The bundled classifier's are made once per process, per backend and threads."""
+    if isinstance(source, Recognizer):
+        if backend is not None and backend != source.backend:
+            raise ConfigError(f"the Recognizer given runs on {source.backend}, not {backend}")
+        return source
+    backend = backend or default_backend()
+    if source is None:
+        return _bundled(backend, threads)
+    if isinstance(source, (str, Path)) and str(source).endswith(".onnx"):
+        return Recognizer(source, backend=backend, threads=threads)
+    from digitlab.infer import as_checkpoint
+
+    ckpt = as_checkpoint(source)
+    if ckpt.meta.get("weights_sha256") is None:
+        return Recognizer(ckpt, backend=backend, threads=threads)
+    key = (json.dumps(ckpt.meta, sort_keys=True, default=str), backend, threads)  # the weights' hash is in it
+    if key not in _RECENT:
+        if len(_RECENT) >= 8:
+            del _RECENT[next(iter(_RECENT))]
+        _RECENT[key] = Recognizer(ckpt, backend=backend, threads=threads)
+    return _RECENT[key]
+
+
+_RECENT: dict[tuple[str, str, int], Recognizer] = {}  # the last few checkpoints' Recognizers, by metadata
+
+
+@functools.cache
+def _bundled(backend: str, threads: int) -> Recognizer:
+    return Recognizer(None, backend=backend, threads=threads)

@@ -117,12 +117,15 @@ def cmd_eval_read(args: argparse.Namespace) -> None:
 
 
 def _open_reader(args: argparse.Namespace, cfg: ReadConfig):
-    """(classifier, verifier or None, line reader or None) as the options name them; what the reader
-    would warn about them goes to stderr once, as notes."""
-    from digitlab.calibrate import calibration_note
-    from digitlab.read.recognize import as_checkpoint, helper_notes
+    """(classifier as a Recognizer on --backend, verifier or None, line reader or None) as the options
+    name them; what the reader would warn about them goes to stderr once, as notes."""
+    import torch
 
-    ckpt = as_checkpoint(_checkpoint_path(args))
+    from digitlab.calibrate import calibration_note
+    from digitlab.engine import as_recognizer
+    from digitlab.read.recognize import helper_notes
+
+    ckpt = as_recognizer(_checkpoint_path(args), args.backend, args.threads or torch.get_num_threads())
     checker, second = _verifier(args), _line_reader(args)
     errors = ckpt.meta.get("temperature_val_errors")
     notes = [calibration_note(int(errors)) if errors is not None else None, *helper_notes(ckpt, cfg, checker, second)]
@@ -174,6 +177,8 @@ def _add_training_options(p: argparse.ArgumentParser, what: str) -> None:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     add_checkpoint_option(p)
+    p.add_argument("--backend", choices=["onnxruntime", "torch"],
+                   help="inference engine of the classifier (default: ONNX Runtime when installed, else PyTorch)")
     p.add_argument("--verifier", metavar="V",
                    help=f"verifier checkpoint from `digitlab train-verifier`: whole digits are told from merged "
                         f"pairs and parts of digits (default ${VERIFIER_ENV}, else RUN/verifier when that "
@@ -186,8 +191,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _add_read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=READ_THREADS, metavar="N",
-                   help=f"torch threads (default {READ_THREADS}: the model sees a few dozen 28x28 crops per image, "
-                        f"and more threads only add overhead, a lot of it on a busy machine; 0: torch's default)")
+                   help=f"threads of the model (default {READ_THREADS}: the model sees a few dozen 28x28 crops per "
+                        f"image, and more threads only add overhead, a lot on a busy machine; 0: torch's default)")
     add_config_options(p, ReadConfig, "reading settings (digitlab.read.ReadConfig)", {"binarization": BINARIZATIONS})
 
 

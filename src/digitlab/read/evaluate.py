@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from digitlab.checkpoint import Checkpoint
+from digitlab.engine import as_recognizer
 from digitlab.read.config import ReadConfig
 from digitlab.read.errors import ReadError
 from digitlab.read.linereader import load_line_reader
-from digitlab.read.recognize import REJECTED, Reading, as_checkpoint, bundled_reader, read
+from digitlab.read.recognize import REJECTED, Reading, bundled_reader, read
 from digitlab.read.verifier import load_verifier
 
 # Why an image failed, in the order the stages run; each failure gets the first that applies
@@ -132,13 +133,13 @@ def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | Path
                    config: ReadConfig | None = None, gallery: str | PathLike | None = None,
                    max_gallery: int = 60, progress: Callable[[int, ItemResult], None] | None = None,
                    verifier: str | PathLike | Checkpoint | None = None,
-                   line_reader: str | PathLike | Checkpoint | None = None,
+                   line_reader: str | PathLike | Checkpoint | None = None, backend: str | None = None,
                    ) -> tuple[dict[str, Any], list[ItemResult]]:
     """Read (name, image, truth) items and score them; failures are drawn into `gallery` as panels.
-    checkpoint None: the bundled MNIST reader, as in read()."""
+    checkpoint None: the bundled MNIST reader, as in read(); checkpoint and backend as read() takes them."""
     if checkpoint is None:
-        checkpoint, verifier, line_reader = bundled_reader(verifier, line_reader)
-    ckpt = as_checkpoint(checkpoint)
+        _, verifier, line_reader = bundled_reader(verifier, line_reader)
+    ckpt = as_recognizer(checkpoint, backend)
     checker = load_verifier(verifier) if verifier is not None else None
     second = load_line_reader(line_reader) if line_reader is not None else None
     cfg = config or ReadConfig()
@@ -159,7 +160,8 @@ def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | Path
         if progress:
             progress(k, result)
     report = summarize(results)
-    report["temperature"] = float(ckpt.meta.get("temperature", 1.0))
+    report["temperature"] = ckpt.temperature
+    report["backend"] = ckpt.backend
     report["verifier"] = checker.meta.get("metrics") if checker is not None else None
     report["line_reader"] = second.meta.get("metrics") if second is not None else None
     report["config"] = cfg.to_dict()
@@ -171,7 +173,8 @@ def evaluate_folder(folder: str | PathLike, labels: str | PathLike,
                     out_dir: str | PathLike | None = None, limit: int = 0,
                     progress: Callable[[int, ItemResult], None] | None = None,
                     verifier: str | PathLike | Checkpoint | None = None,
-                    line_reader: str | PathLike | Checkpoint | None = None) -> dict[str, Any]:
+                    line_reader: str | PathLike | Checkpoint | None = None,
+                    backend: str | None = None) -> dict[str, Any]:
     """Read every image listed in `labels` (paths relative to `folder`) and score it. With out_dir, write
     report.json, results.csv and failures/ (a panel per failed image, up to 60). checkpoint None: the
     bundled MNIST reader, as in read()."""
@@ -183,7 +186,7 @@ def evaluate_folder(folder: str | PathLike, labels: str | PathLike,
     out = Path(out_dir) if out_dir is not None else None
     report, results = evaluate_items(((name, folder / name, truth) for name, truth in rows), checkpoint, config,
                                      gallery=out / "failures" if out else None, progress=progress,
-                                     verifier=verifier, line_reader=line_reader)
+                                     verifier=verifier, line_reader=line_reader, backend=backend)
     report.update(folder=str(folder), labels=str(labels), seconds=time.perf_counter() - started)
     if out:
         out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """read(image, checkpoint) -> Reading: the whole pipeline, with calibrated confidences and rejection.
 
 Every candidate digit of the image (all lines, all groupings of pieces) goes to the model in one batch,
-through the checkpoint's own normalisation (``to_model_input`` inside ``predict_logits``). Logits are
+through the checkpoint's own normalisation, on the inference engine (`digitlab.engine.Recognizer`: ONNX
+Runtime when installed, else PyTorch). Logits are
 divided by the checkpoint's temperature (fitted on validation data at training time), so a digit's
 confidence is a calibrated probability and a string's confidence is the product over its digits.
 """
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from digitlab.checkpoint import Checkpoint, load_checkpoint
-from digitlab.infer import as_checkpoint, predict_logits
+from digitlab.engine import Recognizer, as_recognizer
 from digitlab.read import linereader, segment
 from digitlab.read.config import ReadConfig, crop_settings_differ
 from digitlab.read.image import Page, load_gray, prepare
@@ -96,7 +97,7 @@ class Reading:
                 "temperature": self.temperature, "seconds": round(self.seconds, 4)}
 
 
-def typical_logit(ckpt: Checkpoint, cands: list[segment.Candidate], top: np.ndarray) -> float:
+def typical_logit(ckpt: Checkpoint | Recognizer, cands: list[segment.Candidate], top: np.ndarray) -> float:
     """The typical top logit of a real digit: the checkpoint's own (the median on its validation data,
     meta["logit_reference"]) when it has one, else an estimate from the image: the larger of the
     median over whole components (most are single digits) and the 75th percentile over all
@@ -151,7 +152,7 @@ def _fill(crop: np.ndarray) -> float:
 
 
 def pair_scores(page: Page, lay: segment.Layout, cands: list[segment.Candidate], pairs: np.ndarray,
-                ckpt: Checkpoint, cfg: ReadConfig) -> tuple[np.ndarray, np.ndarray]:
+                model: Recognizer, cfg: ReadConfig) -> tuple[np.ndarray, np.ndarray]:
     """Each candidate's score when read as two merged digits (-inf where it is narrower than
     cfg.pair_min_width heights or the verifier finds it less than cfg.pair_min likely a pair), and
     log p(a, b) (N, 10, 10): the verifier's pairs (log-probabilities from pair_logp), weighed with the
@@ -167,9 +168,8 @@ def pair_scores(page: Page, lay: segment.Layout, cands: list[segment.Candidate],
     if cfg.pair_halves and likely.size:
         halves = np.stack([segment.crop(page, lay, lay.pieces_of(cands[k]), cands[k].box, half)
                            for k in likely for half in (0, 1)])
-        logits = predict_logits(ckpt.model, torch.from_numpy(halves), ckpt.normalization, cfg.batch_size)
-        temperature = float(ckpt.meta.get("temperature", 1.0))
-        side = (logits / temperature).log_softmax(1).double().numpy().reshape(len(likely), 2, -1)
+        logits = torch.from_numpy(model.logits(halves))
+        side = (logits / model.temperature).log_softmax(1).double().numpy().reshape(len(likely), 2, -1)
         pairs[likely] += cfg.pair_halves * (side[:, 0, :, None] + side[:, 1, None, :])
     given = pairs.reshape(len(cands), -1) - logsumexp(pairs.reshape(len(cands), -1))[:, None]
     score = np.full(len(cands), -np.inf)
@@ -295,7 +295,7 @@ def bundled_reader(verifier: str | PathLike | Checkpoint | None = None,
 
 def read(image: Any, checkpoint: str | PathLike | Checkpoint | None = None, config: ReadConfig | None = None,
          verifier: str | PathLike | Checkpoint | None = None,
-         line_reader: str | PathLike | Checkpoint | None = None) -> Reading:
+         line_reader: str | PathLike | Checkpoint | None = None, *, backend: str | None = None) -> Reading:
     """Read every digit string in an image: a file path (PNG, JPEG, BMP, TIFF, WebP, ...), a PIL image
     or an array, a photo or a scan, dark ink on light paper or the reverse. checkpoint: the classifier;
     None for the bundled MNIST reader (digitlab.pretrained), whose verifier and line reader then serve
@@ -303,12 +303,14 @@ def read(image: Any, checkpoint: str | PathLike | Checkpoint | None = None, conf
     (digitlab.read.verifier), which tells whole digits from merged pairs and parts of digits; without
     one, the classifier's scores alone choose the segmentation. line_reader: a checkpoint made by
     `digitlab train-line-reader` (digitlab.read.linereader), a second opinion on each line that reads
-    touching and overlapping digits no cut parts."""
+    touching and overlapping digits no cut parts. The classifier may also be a `digitlab.engine.Recognizer`
+    (an .onnx file too, through one); backend: "onnxruntime", "torch", or None: ONNX Runtime when it is
+    installed, else PyTorch (a Recognizer given keeps its own)."""
     started = time.perf_counter()
     if checkpoint is None:
-        checkpoint, verifier, line_reader = bundled_reader(verifier, line_reader)
+        _, verifier, line_reader = bundled_reader(verifier, line_reader)
     cfg = config or ReadConfig()
-    ckpt = as_checkpoint(checkpoint)
+    ckpt = as_recognizer(checkpoint, backend)
     checker = load_verifier(verifier) if verifier is not None else None
     second = linereader.load_line_reader(line_reader) if line_reader is not None else None
     for note in helper_notes(ckpt, cfg, checker, second):
@@ -322,7 +324,7 @@ class ReadWarning(UserWarning):
     """A reader's helper that is used with a caveat, or not used: shown once per message."""
 
 
-def helper_notes(ckpt: Checkpoint, cfg: ReadConfig, verifier: Checkpoint | None,
+def helper_notes(ckpt: Checkpoint | Recognizer, cfg: ReadConfig, verifier: Checkpoint | None,
                  line_reader: Checkpoint | None) -> list[str]:
     """One line per way the verifier or line reader does not fit this reading: learnt from another
     dataset's digits than the classifier's (a line reader is then not used; a verifier only weighs
@@ -342,7 +344,7 @@ def helper_notes(ckpt: Checkpoint, cfg: ReadConfig, verifier: Checkpoint | None,
     return notes
 
 
-def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | None = None,
+def recognize(page: Page, ckpt: Recognizer, cfg: ReadConfig, started: float | None = None,
               verifier: Checkpoint | None = None, line_reader: Checkpoint | None = None) -> Reading:
     """Segment a prepared page, score every candidate digit in one model call (and one verifier call),
     pick each line's best reading, and reject what is not convincingly a digit; with a line reader of the
@@ -351,12 +353,12 @@ def recognize(page: Page, ckpt: Checkpoint, cfg: ReadConfig, started: float | No
     h = page.text_height
     lay = segment.layout(page, cfg)
     cands = segment.candidates(lay, cfg, h)
-    temperature = float(ckpt.meta.get("temperature", 1.0))
+    temperature = ckpt.temperature
     classes = ckpt.classes
     if cands:
         crops = np.stack([segment.crop(page, lay, lay.pieces_of(c), c.box)
                           for c in cands])
-        logits = predict_logits(ckpt.model, torch.from_numpy(crops), ckpt.normalization, cfg.batch_size)
+        logits = torch.from_numpy(ckpt.logits(crops))
         probs = (logits / temperature).softmax(1).numpy().astype(np.float64)
         top = logits.max(1).values.numpy().astype(np.float64)
     else:
