@@ -51,11 +51,11 @@ def test_the_file_carries_the_meta_and_runs_in_the_recognizer(mnist_int8, shared
         assert meta[key] == bundled[key]
     assert "config" not in meta
     assert meta["quantization"] == {
-        "format": "QDQ", "weights": "int8", "activations": "uint8", "per_channel": True, "method": "minmax",
+        "format": "QDQ", "weights": "uint8", "activations": "uint8", "per_channel": True, "method": "minmax",
         "calibration_images": 200, "calibration_source": "mnist train split (200 images)", "calibration_seed": 0,
         "onnxruntime": meta["quantization"]["onnxruntime"]}
     weights = [t for t in onnx.load(str(mnist_int8.path)).graph.initializer if len(t.dims) == 4]  # conv kernels
-    assert weights and all(t.data_type == onnx.TensorProto.INT8 for t in weights)
+    assert weights and all(t.data_type == onnx.TensorProto.UINT8 for t in weights)
     engine = Recognizer(mnist_int8.path, batch_size=256)
     test = load_dataset("mnist", "test", data_dir=shared_data_dir)
     predicted = engine.probabilities(test.images[:1000]).argmax(1)
@@ -128,3 +128,88 @@ def test_errors_are_one_line_and_leave_no_file(mnist_int8, cache, tmp_path, caps
     with pytest.raises(ExportError, match=r"needs onnx and onnxruntime: pip install -e '\.\[onnx\]'"):
         quantize(None, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.onnx", "plain.onnx"]
+
+
+# --- quantization-aware fine-tuning ---------------------------------------------------------------------------
+
+def test_rounding_puts_weights_on_the_int8_grid_of_the_folded_layer_and_comes_off_clean():
+    import torch
+    from torch import nn
+
+    from digitlab.compress.qat import with_rounding
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 3))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([0.5, 2.0, -1.0, 3.0]))
+        model[1].running_var.copy_(torch.tensor([1.0, 4.0, 0.25, 9.0]))
+    model.eval()
+    x = torch.randn(5, 1, 28, 28)
+    expected = model(x)
+    for per_channel in (True, False):
+        rounded = with_rounding(model, per_channel)
+        conv, bn, linear = rounded.model[0], rounded.model[1], rounded.model[4]
+        fold = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().reshape(-1, 1, 1, 1)
+        for w in (conv.weight * fold, linear.weight):  # what the quantizer sees: the conv folded into its BN
+            w = w.detach()
+            flat = w.flatten(1) if per_channel else w.reshape(1, -1)
+            low = flat.amin(1).clamp_max(0).reshape(-1, *[1] * (w.dim() - 1)) if per_channel else flat.min()
+            high = flat.amax(1).clamp_min(0).reshape(-1, *[1] * (w.dim() - 1)) if per_channel else flat.max()
+            steps = (w - low) / ((high - low) / 255)  # uint8 levels above the low end
+            assert torch.allclose(steps, steps.round(), atol=2e-3) and steps.min() >= -1e-3 and steps.max() <= 255.001
+            assert len(torch.unique(steps.round())) > 20  # not collapsed onto a few levels
+        assert not torch.allclose(rounded.model(x), expected)  # the rounding is in the forward pass
+        plain = rounded.remove()
+        assert not any(hasattr(m, "parametrizations") or hasattr(m, "input_rounding") for m in plain.modules())
+        assert not any(m._forward_pre_hooks for m in plain.modules())
+        assert torch.allclose(plain(x), expected, atol=1e-6)  # the float weights, as they were
+        assert sorted(plain.state_dict()) == sorted(model.state_dict())
+
+
+def test_input_rounding_has_256_levels_with_zero_exact():
+    import torch
+
+    from digitlab.compress.qat import InputRounding
+
+    r = InputRounding().train()
+    x = torch.linspace(-1, 3, 10_000)
+    y = r(x)
+    assert len(torch.unique(y)) <= 256 and (y == 0).any() and (y - x).abs().max() <= 4 / 255
+    assert float(r.low) == -1 and float(r.high) == 3
+    r(torch.linspace(-5, 5, 100))  # the running range moves 1% of the way
+    assert float(r.low) == pytest.approx(-1.04) and float(r.high) == pytest.approx(3.02)
+    r.eval()
+    r(torch.linspace(-50, 50, 100))
+    assert float(r.low) == pytest.approx(-1.04)  # only training moves it
+
+
+def test_quantization_aware_fine_tuning_writes_the_better_file_chosen_on_validation(digits_run, cache, tmp_path,
+                                                                                    capsys):
+    out = tmp_path / "qat.onnx"
+    assert main(["quantize", str(digits_run), "--out", str(out), "--qat", "always", "--qat-epochs", "2",
+                 "--no-per-channel", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    m = re.search(r"quantization-aware fine-tuning: 2 epochs \((\d+) steps, lr ([\d.e-]+)\); on the run's validation "
+                  r"images \((\d+)\): fp32 (\d+\.\d\d)%, post-training int8 (\d+\.\d\d)%, after fine-tuning "
+                  r"(\d+\.\d\d)%; wrote the (fine-tuned model's|post-training one)", printed)
+    assert m, printed
+    steps, val = int(m[1]), int(m[3])
+    assert steps == 2 * -(-1259 // 32) and val >= 250  # 2 passes over the run's training share, batch 32
+    meta = onnx_metadata(out)
+    tuned_better = float(m[6]) > float(m[5])
+    assert (m[7] == "fine-tuned model's") == tuned_better
+    assert ("qat" in meta["quantization"]) == tuned_better
+    if tuned_better:
+        assert meta["quantization"]["qat"] == {"epochs": 2.0, "steps": steps, "lr": float(m[2]), "schedule": "cosine"}
+        assert meta["weights_sha256"] is None  # not the checkpoint's weights any more
+    engine = Recognizer(out)
+    assert engine.classes == load_checkpoint(digits_run).classes
+
+    r = quantize(digits_run, tmp_path / "auto.onnx", max_drop=100)  # auto: nothing lost beyond 100 points
+    assert r.qat["ran"] is False and "no more than 100" in r.qat["why"]
+    assert quantize(digits_run, tmp_path / "never.onnx", qat="never").qat is None
+    with pytest.raises(QuantizeError, match="needs a checkpoint trained by `digitlab train`"):
+        quantize(onnx_cache(load_checkpoint(digits_run).meta), tmp_path / "x.onnx", qat="always")
+    with pytest.raises(ConfigError, match="qat must be one of auto, always, never"):
+        quantize(digits_run, tmp_path / "x.onnx", qat="yes")
+    assert not (tmp_path / "x.onnx").exists()

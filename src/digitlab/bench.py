@@ -108,7 +108,8 @@ def bench(sources: list[Any], *, labels: list[str] | None = None, formats: tuple
                 if not file.is_file():
                     from digitlab.compress.quantization import quantize
 
-                    quantize(ckpt, file, data_dir=root, calibration=calibration, eval_images=1)
+                    # post-training, as the benchmark's rows say: a fine-tune would measure another model
+                    quantize(ckpt, file, data_dir=root, calibration=calibration, eval_images=1, qat="never")
                 engines = {b: Recognizer(file, threads=1 if b == 1 else threads) for b in batches}
             elif fmt == "onnx":
                 engines = {b: Recognizer(ckpt, threads=1 if b == 1 else threads) for b in batches}

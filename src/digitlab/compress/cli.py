@@ -49,9 +49,9 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
 
 def add_quantize(command) -> None:
-    p = command("quantize", "int8 post-training quantization through ONNX Runtime, checked on test images",
+    p = command("quantize", "8-bit quantization through ONNX Runtime, checked on test images",
                 cmd_quantize,
-                description="Quantize a classifier to int8 (QDQ: int8 weights, uint8 activations) with ONNX "
+                description="Quantize a classifier to 8 bits (QDQ: uint8 weights and activations) with ONNX "
                             "Runtime, the activation ranges calibrated on real training images of its dataset. "
                             "The file keeps the model's meta (classes, normalisation, calibration) and runs in "
                             "`digitlab.engine.Recognizer`; fp32 and int8 are then compared on real test images.")
@@ -71,7 +71,17 @@ def add_quantize(command) -> None:
     p.add_argument("--eval-images", type=int, default=0, metavar="N",
                    help="test images to compare fp32 and int8 on (default 0: all of them)")
     p.add_argument("--max-drop", type=float, default=0.1, metavar="PT",
-                   help="accuracy points int8 may lose before a warning (default 0.1)")
+                   help="accuracy points int8 may lose (on the run's validation images: quantization-aware "
+                        "fine-tuning; on the test images: a warning) (default 0.1)")
+    p.add_argument("--qat", choices=("auto", "always", "never"), default="auto",  # quantization.QAT_MODES
+                   help="quantization-aware fine-tuning of a run's model: when post-training int8 loses more than "
+                        "--max-drop on validation (auto, default), always, or never; the int8 file that does "
+                        "better on validation is written")
+    p.add_argument("--qat-epochs", type=float, default=1.0, metavar="E",
+                   help="passes over the run's training images (default 1)")
+    p.add_argument("--qat-lr", type=float, default=0.0, metavar="LR",
+                   help="its learning rate, cosine-decayed (default 0: a tenth of the run's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
@@ -82,11 +92,26 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     if args.calibration < 1:
         raise DigitlabError(f"--calibration must be >= 1, got {args.calibration}")
     r = quantize(args.source, args.out, data_dir=args.data_dir, calibration=args.calibration, method=args.method,
-                 per_channel=args.per_channel, eval_images=args.eval_images, max_drop=args.max_drop)
+                 per_channel=args.per_channel, eval_images=args.eval_images, max_drop=args.max_drop, qat=args.qat,
+                 qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, progress=not args.no_progress)
+    if r.qat is not None:
+        print(qat_line(r.qat))
     print(f"wrote {r.path} ({r.bytes:,} bytes, {r.fp32_bytes / r.bytes:.1f}x smaller than fp32 {r.fp32_bytes:,} "
           f"bytes); {r.source}: fp32 {100 * r.fp32_accuracy:.2f}%, int8 {100 * r.int8_accuracy:.2f}% "
           f"({0.0 - r.drop:+.2f} pt), same class for {100 * r.agreement:.2f}%")
     if r.degraded:
         others = " or ".join(m for m in METHODS if m != args.method)
+        tune = ", or the run's checkpoint (it can be fine-tuned)" if str(args.source).endswith(".onnx") else ""
         print(f"digitlab: warning: int8 lost {r.drop:.2f} points, more than --max-drop {args.max_drop:g}: try "
-              f"--method {others}, or more --calibration images", file=sys.stderr)
+              f"--method {others}, or more --calibration images{tune}", file=sys.stderr)
+
+
+def qat_line(qat: dict) -> str:
+    """One line on the quantization-aware fine-tune of a QuantizeReport: what ran, or why not."""
+    if not qat["ran"]:
+        return f"quantization-aware fine-tuning: not run ({qat['why']})"
+    chosen = "the fine-tuned model's" if qat["chosen"] == "qat" else "the post-training one (it did no worse)"
+    return (f"quantization-aware fine-tuning: {qat['epochs']:g} epochs ({qat['steps']} steps, lr {qat['lr']:g}); on "
+            f"{qat['decided_on']}: fp32 {100 * qat['fp32_val_accuracy']:.2f}%, post-training int8 "
+            f"{100 * qat['post_training_val_accuracy']:.2f}%, after fine-tuning {100 * qat['qat_val_accuracy']:.2f}%; "
+            f"wrote {chosen}")

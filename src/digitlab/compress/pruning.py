@@ -227,6 +227,19 @@ def _width(m: nn.Module) -> int:
 
 # --- the command ---------------------------------------------------------------------------------------------
 
+def fine_tune_config(ckpt: Any, data_dir: str | Path | None, lr: float, seed: int, threads: int) -> Any:
+    """The TrainConfig that fine-tunes a checkpoint's model (pruning, quantization-aware training): the run's
+    own, its data where the run found it unless `data_dir` says otherwise, at `lr` (0: a tenth of the run's),
+    cosine-decayed, no early stopping, in `threads` torch threads (0: the run's setting)."""
+    from digitlab.infer import recorded_data_dir
+    from digitlab.train.config import TrainConfig
+
+    root = data_dir or recorded_data_dir(ckpt)
+    run_cfg = TrainConfig.from_dict({**ckpt.meta["config"], "data_dir": str(root) if root is not None else None})
+    return run_cfg.replace(lr=lr or run_cfg.lr / 10, schedule="cosine", seed=seed, patience=0, stop_at=0.0,
+                           compile=False, channels_last=False, keep="last", threads=threads or run_cfg.threads)
+
+
 def prune(checkpoint: Any, out: str | Path, config: PruneConfig | None = None, *, progress: bool = True,
           log: Callable[[str], None] = print) -> dict[str, Any]:
     """Prune a classifier checkpoint (run folder, .safetensors, loaded Checkpoint, or None: the bundled MNIST
@@ -237,9 +250,8 @@ def prune(checkpoint: Any, out: str | Path, config: PruneConfig | None = None, *
     from digitlab.atomic import write_text
     from digitlab.checkpoint import save_checkpoint
     from digitlab.compress.storage import pack, unpack
-    from digitlab.infer import as_checkpoint, evaluate, recorded_data_dir
+    from digitlab.infer import as_checkpoint, evaluate
     from digitlab.models import model_kind
-    from digitlab.train.config import TrainConfig
     from digitlab.train.loop import calibrate
     from digitlab.train.trainer import prepare_data
 
@@ -250,12 +262,8 @@ def prune(checkpoint: Any, out: str | Path, config: PruneConfig | None = None, *
     out = Path(out)
     if (out / "prune.json").exists():
         raise DigitlabError(f"{out} already holds a pruned model; give another --out")
-    run_cfg = TrainConfig.from_dict({**ckpt.meta["config"],
-                                     "data_dir": config.data_dir or recorded_data_dir(ckpt)})
-    lr = config.lr or run_cfg.lr / 10
-    train_cfg = run_cfg.replace(lr=lr, schedule="cosine", seed=config.seed, patience=0, stop_at=0.0,
-                                compile=False, channels_last=False, keep="last",
-                                threads=config.threads or run_cfg.threads)
+    train_cfg = fine_tune_config(ckpt, config.data_dir, config.lr, config.seed, config.threads)
+    lr = train_cfg.lr
     data = prepare_data(train_cfg)
     threads = torch.get_num_threads()
     if train_cfg.threads:
