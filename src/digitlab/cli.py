@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     from digitlab.experiments.cli import add_commands as add_experiments  # cv, sweep, search, compare, report
     from digitlab.federated.cli import add_commands as add_federated  # federate
     from digitlab.read.cli import add_commands  # read, eval-read, train-verifier, train-line-reader
+    from digitlab.serve.cli import add_commands as add_serve  # serve
     from digitlab.train.config import INITS, KEEPS, OPTIMIZERS, SCHEDULES, TrainConfig
 
     parser = argparse.ArgumentParser(prog="digitlab", description="Handwritten digit recognition.",
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiments(command)
     add_federated(command)
     add_compress(command)
+    add_serve(command)
 
     p = command("runs", "list runs in a table", cmd_runs)
     p.add_argument("root", nargs="?", default="runs", metavar="ROOT",

@@ -8,6 +8,7 @@ that maps its pixels back to the original image, so boxes can be reported in the
 from __future__ import annotations
 
 import functools
+import io
 import math
 import re
 import warnings
@@ -69,9 +70,11 @@ def _map_box(box: tuple[float, float, float, float], m: np.ndarray, size: tuple[
 
 # --- loading --------------------------------------------------------------------------------------
 
-def load_gray(src: str | PathLike | Image.Image | np.ndarray, cfg: ReadConfig) -> tuple[np.ndarray, float, str]:
-    """Any image -> (uint8 grayscale, decoded/original scale, name). EXIF orientation applied; images
-    over cfg.max_pixels are refused before they are decoded (a decompression bomb costs nothing)."""
+def load_gray(src: str | PathLike | bytes | Image.Image | np.ndarray,
+              cfg: ReadConfig) -> tuple[np.ndarray, float, str]:
+    """Any image -> (uint8 grayscale, decoded/original scale, name): a file, an encoded file's bytes (an
+    upload), a PIL image or an array. EXIF orientation applied; images over cfg.max_pixels are refused
+    before they are decoded (a decompression bomb costs nothing)."""
     if isinstance(src, np.ndarray):
         name = f"<array {src.shape}>"
         _check_pixels(src.shape[0] * src.shape[1] if src.ndim >= 2 else 0, name, cfg)
@@ -81,21 +84,30 @@ def load_gray(src: str | PathLike | Image.Image | np.ndarray, cfg: ReadConfig) -
         _check_pixels(src.size[0] * src.size[1], name, cfg)
         return pil_gray(ImageOps.exif_transpose(src)), 1.0, name
     img, scale = open_image(src, cfg, gray=True)
-    return pil_gray(img), scale, str(src)
+    return pil_gray(img), scale, UPLOAD if isinstance(src, bytes) else str(src)
 
 
-def open_image(path: str | PathLike, cfg: ReadConfig, gray: bool = False) -> tuple[Image.Image, float]:
-    """Decode an image file, EXIF orientation applied -> (PIL image, decoded/original scale).
+UPLOAD = "<uploaded image>"  # the name of an image given as its file's bytes
+
+
+def open_image(path: str | PathLike | bytes, cfg: ReadConfig, gray: bool = False) -> tuple[Image.Image, float]:
+    """Decode an image file (or an encoded file's bytes), EXIF orientation applied -> (PIL image,
+    decoded/original scale).
 
     The pixel limit is checked on the header, before anything is decoded. gray=True lets big JPEGs
     decode straight to grayscale at a reduced scale when the pipeline would shrink them anyway."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReadError(f"{path}: no such image file")
+    if isinstance(path, bytes):
+        if not path:
+            raise ReadError(f"{UPLOAD}: empty (0 bytes)")
+        source, path = io.BytesIO(path), UPLOAD
+    else:
+        source = path = Path(path)
+        if not path.is_file():
+            raise ReadError(f"{path}: no such image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 w, h = img.size
                 _check_pixels(w * h, str(path), cfg)
                 scale = 1.0

@@ -25,7 +25,7 @@ def load_rgb(src: Any, cfg: ReadConfig | None = None) -> np.ndarray:
     cfg = cfg or ReadConfig()
     if isinstance(src, np.ndarray) and src.ndim == 3 and src.shape[2] == 3 and src.dtype == np.uint8:
         return src.copy()
-    if isinstance(src, (str, PathLike)):
+    if isinstance(src, (str, PathLike, bytes)):
         img, _ = open_image(src, cfg)
         return np.asarray(img.convert("RGB")).copy()
     if isinstance(src, Image.Image):

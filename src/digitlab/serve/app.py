@@ -1,0 +1,280 @@
+"""The HTTP service: `create_app(ServeConfig) -> FastAPI`, run by `digitlab serve` under uvicorn.
+
+    POST /v1/predict?script=mnist   one digit image -> label, confidence, probabilities
+    POST /v1/read?script=mnist      an image of digit strings -> strings, boxes, confidences (&annotate=true:
+                                    the annotated image too, as a base64 PNG)
+    GET  /v1/models                 the scripts served and their models
+    GET  /healthz                   liveness
+    GET  /docs, /openapi.json       FastAPI's own
+
+The image is the multipart field `image`, or the whole body with an image content type. Each worker loads
+its models once, at start-up: the classifiers as `digitlab.engine.Recognizer`s (ONNX Runtime when installed),
+the reader's verifier and line reader beside them; predictions go through `digitlab.data.read_digit` and
+readings through `digitlab.read.read`, the pipelines of `digitlab predict` and `digitlab read`. Model calls
+run in the thread pool, off the event loop, each under the request timeout. Every error is JSON
+{"error": message} with its 4xx/5xx code; a body over the limit is refused from its Content-Length (or once
+that many bytes arrived) without being read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import io
+import json
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from digitlab.errors import DigitlabError
+from digitlab.serve.config import ServeConfig
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/tiff", "image/webp", "image/gif", "image/x-ms-bmp")
+
+log = logging.getLogger("digitlab.serve")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class Script:
+    """One served script: its classifier on the engine and the reader's helpers."""
+    name: str
+    source: str  # where the model came from, for /v1/models
+    recognizer: Any  # digitlab.engine.Recognizer
+    verifier: Any  # Checkpoint or None
+    line_reader: Any  # Checkpoint or None
+
+    def describe(self) -> dict[str, Any]:
+        meta = self.recognizer.meta
+        metrics = meta.get("metrics") or {}
+        return {"script": self.name, "source": self.source, "model": meta.get("model"), "dataset": meta.get("dataset"),
+                "classes": self.recognizer.classes, "test_accuracy": metrics.get("test_accuracy"),
+                "backend": self.recognizer.backend, "verifier": self.verifier is not None,
+                "line_reader": self.line_reader is not None}
+
+
+def load_scripts(config: ServeConfig) -> dict[str, Script]:
+    """The configured models (default: every bundled set), loaded and ready."""
+    from digitlab import pretrained
+    from digitlab.engine import as_recognizer
+    from digitlab.read import linereader, verifier
+
+    models = config.models or {name: None for name in pretrained.names()}
+    if not models:
+        raise DigitlabError("no models to serve: none is bundled and none was given (--model NAME=RUN)")
+    scripts = {}
+    for name, source in models.items():
+        folder = str(pretrained.bundled(name)) if source is None else source
+        recognizer = as_recognizer(folder, config.backend, config.threads)
+        helpers = []
+        for module, load in ((verifier, verifier.load_verifier), (linereader, linereader.load_line_reader)):
+            found = None if folder.endswith(".onnx") else module.beside(folder)
+            helpers.append(load(found) if found else None)
+        scripts[name] = Script(name, "bundled" if source is None else source, recognizer, *helpers)
+    return scripts
+
+
+def create_app(config: ServeConfig | None = None):
+    """The FastAPI app serving `config`'s models (loaded when the app starts, once per worker)."""
+    import digitlab
+
+    config = config or ServeConfig()
+
+    @asynccontextmanager
+    async def lifespan(app):
+        app.state.scripts = await run_in_threadpool(load_scripts, config)
+        log.info("serving %s", ", ".join(app.state.scripts))
+        yield
+
+    app = FastAPI(title="digitlab", version=digitlab.__version__, lifespan=lifespan,
+                  description="Handwritten digit recognition: single digits and digit strings, several scripts.")
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError):
+        return JSONResponse({"error": e.message}, status_code=e.status)
+
+    @app.middleware("http")
+    async def keys(request: Request, call_next):
+        if config.api_keys and request.url.path.startswith("/v1/"):  # the page, docs and /healthz stay open
+            given = request.headers.get("x-api-key") or bearer(request.headers.get("authorization", ""))
+            if not given or not any(hmac.compare_digest(given.encode(), k.encode()) for k in config.api_keys):
+                return JSONResponse({"error": "a valid API key is needed: send it as the X-API-Key header"},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    async def compute(fn, *args):
+        """fn(*args) in the thread pool, under the request timeout; bad input becomes a 4xx."""
+        try:
+            return await asyncio.wait_for(run_in_threadpool(fn, *args), config.timeout)
+        except TimeoutError:
+            raise ApiError(504, f"the request took longer than {config.timeout:g} s") from None
+        except DigitlabError as e:
+            raise ApiError(422, str(e)) from None
+
+    def script_of(request: Request, name: str | None) -> Script:
+        scripts = request.app.state.scripts
+        name = name or next(iter(scripts))
+        if name not in scripts:
+            raise ApiError(404, f"no model for script {name!r}; served: {', '.join(scripts)}")
+        return scripts[name]
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> dict[str, Any]:
+        return {"status": "ok", "scripts": list(request.app.state.scripts)}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        return {"models": [s.describe() for s in request.app.state.scripts.values()]}
+
+    @app.post("/v1/predict", openapi_extra=image_body())
+    async def predict(request: Request, script: str | None = None) -> dict[str, Any]:
+        """Classify one digit: label (null when the image holds several digits), calibrated confidence and
+        probability of each class."""
+        data, form_script = await image_bytes(request, config.max_bytes)
+        chosen = script_of(request, script or form_script)
+        return await compute(predict_one, chosen, data, config)
+
+    @app.post("/v1/read", openapi_extra=image_body())
+    async def read(request: Request, script: str | None = None, annotate: bool = False) -> dict[str, Any]:
+        """Read every digit string: text, confidence, lines with each digit's box and confidence; with
+        annotate=true also the image with boxes and digits drawn, as a base64 PNG."""
+        data, form_script = await image_bytes(request, config.max_bytes)
+        chosen = script_of(request, script or form_script)
+        return await compute(read_one, chosen, data, config, annotate)
+
+    return BodyLimit(app, config.max_bytes)
+
+
+def bearer(header: str) -> str | None:
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def image_bytes(request, limit: int) -> tuple[bytes, str | None]:
+    """The uploaded image's bytes (multipart field `image`, or the body itself under an image content type)
+    and a `script` form field if one came; a body over `limit` bytes is refused as it arrives."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "multipart/form-data" and kind not in IMAGE_TYPES:
+        raise ApiError(415, f"content type {kind or 'missing'!r}: send an image ({', '.join(IMAGE_TYPES[:5])}, ...) "
+                            f"as the body or as the multipart field 'image'")
+    chunks, seen = [], 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            raise ApiError(413, too_large(limit))
+        chunks.append(chunk)
+    data, script = b"".join(chunks), None
+    if kind == "multipart/form-data":
+        async def replay():
+            return {"type": "http.request", "body": data, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form(max_files=2, max_fields=10)
+        except Exception as e:  # noqa: BLE001 - the multipart parser's errors: all mean a malformed form
+            raise ApiError(400, f"malformed multipart form ({type(e).__name__})") from None
+        upload, script = form.get("image"), form.get("script")
+        if upload is None or isinstance(upload, str):
+            raise ApiError(422, "no image: send the image file as the multipart field 'image'")
+        data = await upload.read()
+        script = script if isinstance(script, str) and script else None
+    if not data:
+        raise ApiError(400, "the image is empty (0 bytes)")
+    return data, script
+
+
+def predict_one(script: Script, data: bytes, config: ServeConfig) -> dict[str, Any]:
+    from digitlab.data.preprocess import read_digit
+    from digitlab.read.config import ReadConfig
+    from digitlab.read.image import open_image
+
+    image, _ = open_image(data, ReadConfig(max_pixels=config.max_pixels))
+    x, digits = read_digit(image)
+    p = script.recognizer.probabilities(x[None])[0]
+    best = int(p.argmax())
+    classes = script.recognizer.classes
+    note = None
+    if digits > 1:
+        digits = len(reading_of(script, data, config).digits) or digits
+        note = f"holds {digits} digits: use /v1/read" if digits > 1 else None
+    return {"script": script.name, "label": None if note else classes[best], "best": classes[best],
+            "confidence": float(p[best]), "probabilities": {c: round(float(q), 6) for c, q in zip(classes, p)},
+            "note": note}
+
+
+def reading_of(script: Script, data: bytes, config: ServeConfig):
+    import warnings
+
+    from digitlab.read import read
+    from digitlab.read.config import ReadConfig
+
+    with warnings.catch_warnings():  # the helpers' caveats are the operator's business, said at start-up
+        warnings.simplefilter("ignore")
+        return read(data, script.recognizer, ReadConfig(max_pixels=config.max_pixels), script.verifier,
+                    script.line_reader)
+
+
+def read_one(script: Script, data: bytes, config: ServeConfig, annotate: bool) -> dict[str, Any]:
+    reading = reading_of(script, data, config)
+    out = {"script": script.name, **reading.to_dict()}
+    out.pop("source", None)
+    if annotate:
+        from PIL import Image
+
+        from digitlab.read.render import annotate as draw
+
+        buffer = io.BytesIO()
+        Image.fromarray(draw(reading, data)).save(buffer, format="PNG")
+        out["annotated_png"] = base64.b64encode(buffer.getvalue()).decode()
+    return out
+
+
+def image_body() -> dict[str, Any]:
+    """The OpenAPI description of the image upload (the endpoints read the request themselves)."""
+    binary = {"type": "string", "format": "binary"}
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+            "image": binary, "script": {"type": "string"}}}},
+        **{kind: {"schema": binary} for kind in IMAGE_TYPES[:5]}}}}
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose Content-Length is over max_bytes gets 413 before any of its body is
+    read (a body without a length is counted as it arrives, by image_bytes)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def __getattr__(self, name: str):  # the FastAPI app's own attributes (state, routes, ...) stay reachable
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+                body = json.dumps({"error": too_large(self.max_bytes)}).encode()
+                await send({"type": "http.response.start", "status": 413, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def too_large(limit: int) -> str:
+    return f"the request body is over the limit of {limit:,} bytes"
+
+
+def app_from_env():
+    """The app of the settings `digitlab serve` put in the environment: uvicorn's factory for each worker."""
+    return create_app(ServeConfig.from_env())
