@@ -5,18 +5,13 @@ log, and `digitlab serve` runs as a real process that a plain HTTP client reache
 import base64
 import io
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from serve_helpers import running_server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -174,32 +169,11 @@ def test_api_keys_guard_the_api_and_stay_out_of_the_log(tmp_path, monkeypatch, c
     assert secret not in caplog.text and "second-key" not in caplog.text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_digitlab_serve_runs_as_a_process_and_survives_bad_requests(tmp_path, mnist_digits):
     import httpx
 
-    port = free_port()
-    env = {**os.environ, "DIGITLAB_CACHE": str(tmp_path / "cache"), "DIGITLAB_API_KEYS": "serve-test-key"}
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--port", str(port), "--max-bytes",
-                             "2000000", "--max-pixels", "4000000"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.3)
+    args = ("--max-bytes", "2000000", "--max-pixels", "4000000")
+    with running_server(tmp_path, *args, env={"DIGITLAB_API_KEYS": "serve-test-key"}) as url:
         key = {"x-api-key": "serve-test-key"}
         good = png(mnist_digits[0][0])
         with httpx.Client(base_url=url, headers=key, timeout=30) as http:
@@ -213,12 +187,8 @@ def test_digitlab_serve_runs_as_a_process_and_survives_bad_requests(tmp_path, mn
             r = http.post("/v1/predict", files={"image": ("d.png", good, "image/png")})
             assert r.status_code == 200 and r.json()["label"] == mnist_digits[1][0]
         assert httpx.post(f"{url}/v1/predict", content=good, headers={"content-type": "image/png"}).status_code == 401
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
     printed = (tmp_path / "serve.log").read_text()
-    assert f"serving mnist on http://127.0.0.1:{port}" in printed and "API key required" in printed
+    assert f"serving mnist on {url}" in printed and "API key required" in printed
     assert "POST /v1/predict" in printed and "serve-test-key" not in printed
 
 

@@ -5,6 +5,7 @@
                                     the annotated image too, as a base64 PNG)
     GET  /v1/models                 the scripts served and their models
     GET  /healthz                   liveness
+    GET  /                          the page: draw a digit, or drop, paste or choose a photo
     GET  /docs, /openapi.json       FastAPI's own
 
 The image is the multipart field `image`, or the whole body with an image content type. Each worker loads
@@ -26,6 +27,7 @@ import json
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from digitlab.errors import DigitlabError
 from digitlab.serve.config import ServeConfig
 
+STATIC = Path(__file__).parent / "static"  # the page: index.html, app.js, style.css (no CDN: works offline)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/tiff", "image/webp", "image/gif", "image/x-ms-bmp")
 
 log = logging.getLogger("digitlab.serve")
@@ -128,6 +131,15 @@ def create_app(config: ServeConfig | None = None):
         if name not in scripts:
             raise ApiError(404, f"no model for script {name!r}; served: {', '.join(scripts)}")
         return scripts[name]
+
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:
