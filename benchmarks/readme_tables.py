@@ -175,6 +175,20 @@ def inference_rows(results: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
+def serve_rows(results: Path) -> list[tuple[str, str, str]]:
+    """The row of benchmarks/serve_load.py, once measured."""
+    if not (results / "serve-load.json").is_file():
+        return []
+    r = load("serve-load", results)
+    s, target = r["phases"]["steady"]["stats"]["Aggregated"], r["target"]
+    held = {w: c["held"] for w, c in r["capacity"].items()}
+    return [("`digitlab serve`, /v1/predict under Locust on the same machine",
+             f"p99 <= {target['p99_ms']:g} ms at {target['rate']} requests/s, no errors",
+             f"p99 **{s['p99_ms']:.0f} ms** (p50 {s['p50_ms']:.0f}), {s['failures']} errors at "
+             f"{s['requests_per_s']:.0f}/s; "
+             f"held with p99 <= {r['capacity_p99_ms']:g} ms: {held['1']}/s by 1 worker, {held['2']}/s by 2")]
+
+
 def results_table(results: Path = RESULTS) -> str:
     rows = [("preset or benchmark", "published or target", "digitlab")]
     presets = load("presets", results)
@@ -183,6 +197,7 @@ def results_table(results: Path = RESULTS) -> str:
     rows += experiment_rows(results)
     rows += federated_rows(results)
     rows += inference_rows(results)
+    rows += serve_rows(results)
     synthetic = load("read_synthetic", results)["results"]
     for variant in ("easy", "hard"):
         r = synthetic[variant]

@@ -197,7 +197,7 @@ def test_bad_settings_fail_in_one_line(capsys):
 
     for argv, message in [(["--model", "tibetan"], "--model takes SCRIPT=RUN"),
                           (["--workers", "0"], "--workers must be >= 1"),
-                          (["--max-bytes", "0"], "max_bytes, max_pixels and threads must be >= 1"),
+                          (["--max-bytes", "0"], "max_bytes, max_pixels, threads and concurrency must be >= 1"),
                           (["--model", "x=/no/such/run"], "/no/such/run")]:
         assert main(["serve", *argv]) == 2
         err = capsys.readouterr().err

@@ -48,7 +48,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     if args.workers < 1 or not 0 < args.port < 65536:
         raise ConfigError(f"--workers must be >= 1 and --port in 1..65535, got {args.workers} and {args.port}")
     return ServeConfig(models=models, max_bytes=args.max_bytes, max_pixels=args.max_pixels, timeout=args.timeout,
-                       api_keys=tuple(args.api_key) + env_keys(), backend=args.backend)
+                       api_keys=tuple(args.api_key) + env_keys(), backend=args.backend, tune_process=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -23,11 +23,14 @@ class ServeConfig:
     api_keys: tuple[str, ...] = ()  # none: the API is open
     backend: str | None = None  # the classifiers' engine: onnxruntime, torch, None: ONNX Runtime when installed
     threads: int = 1  # intra-op threads of each model call
+    tune_process: bool = False  # a process that only serves: one thread per model call, GIL handed over often
+    concurrency: int = 1  # requests computed at once per worker (the rest wait their turn): one per core a worker has
 
     def __post_init__(self) -> None:
-        if self.max_bytes < 1 or self.max_pixels < 1 or self.timeout <= 0 or self.threads < 1:
-            raise ConfigError(f"max_bytes, max_pixels and threads must be >= 1 and timeout > 0, got {self.max_bytes}, "
-                              f"{self.max_pixels}, {self.threads} and {self.timeout:g}")
+        if min(self.max_bytes, self.max_pixels, self.threads, self.concurrency) < 1 or self.timeout <= 0:
+            raise ConfigError(f"max_bytes, max_pixels, threads and concurrency must be >= 1 and timeout > 0, got "
+                              f"{self.max_bytes}, {self.max_pixels}, {self.threads}, {self.concurrency} and "
+                              f"{self.timeout:g}")
         if self.backend not in (None, "onnxruntime", "torch"):
             raise ConfigError(f"backend must be onnxruntime or torch, got {self.backend!r}")
         if any(not k or "," in k for k in self.api_keys):
