@@ -51,6 +51,17 @@ def cmd_download(args: argparse.Namespace) -> None:
 def cmd_models(args: argparse.Namespace) -> None:
     from digitlab.models import list_models, model_info
 
+    if args.pretrained:
+        from digitlab.pretrained import card, list_pretrained
+
+        rows = [("pretrained", "dataset", "test accuracy", "bytes", "verifier", "line reader")]
+        for name in list_pretrained(args.pattern):
+            c = card(name.split(".", 1)[1])
+            rows.append((name, c["dataset"], f"{100 * c['test_accuracy']:.2f}%" if c["test_accuracy"] else "-",
+                         f"{c['bytes']:,}", "yes" if c["verifier"] else "no", "yes" if c["line_reader"] else "no"))
+        print(format_table(rows))
+        return
+
     rows = [("model", "params", "MACs/image", "description")]
     for name in list_models(args.pattern):
         info = model_info(name)
@@ -253,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("models", "list models with parameter count and multiply-accumulates", cmd_models)
     p.add_argument("pattern", nargs="?", metavar="PATTERN", help="shell-style filter, e.g. 'lenet*'")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the bundled pretrained weights instead (create_model(name, pretrained=SET))")
 
     command("presets", "list training presets and the published figures they reproduce", cmd_presets)
 

@@ -81,8 +81,23 @@ def _entry(name: str) -> _Entry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, in_channels: int = 1, num_classes: int = 10, **kw) -> nn.Module:
-    """Build a registered model; unknown names and bad arguments raise a one-line ModelError."""
+def create_model(name: str, in_channels: int = 1, num_classes: int = 10, pretrained: str | None = None,
+                 **kw) -> nn.Module:
+    """Build a registered model; unknown names and bad arguments raise a one-line ModelError. pretrained: the
+    weights of a bundled set (e.g. "mnist", or "fastcnn.mnist" as digitlab.pretrained.list_pretrained() names
+    them), with that set's architecture arguments; the model comes in eval mode."""
+    if pretrained is not None:
+        from digitlab.errors import DigitlabError
+        from digitlab.pretrained import pretrained_model
+
+        _entry(name)
+        if kw or (in_channels, num_classes) != (1, 10):
+            raise ModelError(f"model {name!r} with pretrained={pretrained!r} takes its arguments from the bundled "
+                             f"weights; give no others")
+        try:
+            return pretrained_model(name, pretrained)
+        except DigitlabError as e:
+            raise ModelError(str(e)) from None
     entry = _entry(name)
     for arg, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
