@@ -199,13 +199,21 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 def add_checkpoint_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="RUN",
-                   help=f"trained checkpoint: a run folder or .safetensors file (default ${CHECKPOINT_ENV}, "
-                        f"else the bundled MNIST reader, digitlab.pretrained)")
+                   help=f"trained checkpoint: a run folder, a .safetensors file or a bundled set's name, e.g. "
+                        f"tibetan (`digitlab models --pretrained`) (default ${CHECKPOINT_ENV}, else the bundled "
+                        f"MNIST reader)")
 
 
 def checkpoint_of(args: argparse.Namespace) -> str | None:
-    """--checkpoint, else $DIGITLAB_CHECKPOINT; None means the bundled MNIST reader."""
-    return args.checkpoint or os.environ.get(CHECKPOINT_ENV) or None
+    """--checkpoint, else $DIGITLAB_CHECKPOINT, a bundled set's name standing for its folder where no such path
+    exists; None means the bundled MNIST reader."""
+    given = args.checkpoint or os.environ.get(CHECKPOINT_ENV) or None
+    if given and not Path(given).exists():
+        from digitlab import pretrained
+
+        if given in pretrained.names():
+            return str(pretrained.bundled(given))
+    return given
 
 
 def refuse_directories(paths: Iterable[str]) -> None:
