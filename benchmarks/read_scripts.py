@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500, help="images per variant")
     parser.add_argument("--variants", default="easy,hard")
     parser.add_argument("--dry-run", action="store_true", help="20 images per variant, nothing saved")
+    parser.add_argument("--name", default="read_scripts", help="results file name (default read_scripts)")
     args = parser.parse_args()
     if args.dry_run:
         args.n = 20
@@ -91,7 +92,7 @@ def main() -> None:
     md += ["", f"torch {env['torch']}, {env['threads']} thread(s), load average {env['load_average'][0]:.1f} on "
                f"{env['cpus']} CPUs."]
     if not args.dry_run:
-        report_io.save("read_scripts", {"benchmark": "read_scripts", "config": cfg.to_dict(), "env": env,
+        report_io.save(args.name, {"benchmark": "read_scripts", "config": cfg.to_dict(), "env": env,
                                         "results": rows, "seconds": time.perf_counter() - started}, "\n".join(md))
     print("\n".join(md))
 

@@ -187,7 +187,7 @@ def held_out_test(ckpt: Checkpoint, dataset: str, split: str, data_dir: str | Pa
     if split != "test" or split in get_spec(dataset).splits or dataset != ckpt.meta.get("dataset") \
             or "config" not in ckpt.meta:
         return None
-    cfg = TrainConfig.from_dict({**ckpt.meta["config"], "data_dir": data_dir})
+    cfg = TrainConfig.from_dict({**ckpt.meta["config"], "data_dir": None if data_dir is None else str(data_dir)})
     return prepare_data(one_split_defaults(cfg)).test
 
 

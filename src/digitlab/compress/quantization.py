@@ -282,7 +282,8 @@ def labelled_images(meta: dict[str, Any], share: str, data_dir: str | Path | Non
     if share in get_spec(dataset).splits:
         data, where = load_dataset(dataset, share, data_dir=data_dir), f"{share} split"
     elif "config" in meta:
-        cfg = one_split_defaults(TrainConfig.from_dict({**meta["config"], "data_dir": data_dir}))
+        root = None if data_dir is None else str(data_dir)
+        cfg = one_split_defaults(TrainConfig.from_dict({**meta["config"], "data_dir": root}))
         data = getattr(prepare_data(cfg), share)
         where = {"train": "training share of the run", "test": "test share held out by the run"}[share]
     else:

@@ -5,7 +5,9 @@ with the reader's helpers beside it (verifier/, line-reader/), so that every com
 folder takes it too. Its README.md says how each checkpoint was trained and what it measures.
 
     digitlab read photo.jpg                      # the bundled MNIST reader
-    from digitlab.read import read; read("photo.jpg")
+    digitlab read photo.jpg --checkpoint tibetan # the bundled TibetanMNIST reader
+    from digitlab.read import read; read("photo.jpg", bundled("tibetan"))
+    create_model("fastcnn", pretrained="tibetan")  # list_pretrained(): "fastcnn.mnist", "fastcnn.tibetan"
 """
 
 from __future__ import annotations
