@@ -20,10 +20,7 @@ import argparse
 import csv
 import os
 import platform
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,45 +34,12 @@ TARGET = {"rate": 200, "p99_ms": 20.0}
 CAPACITY_P99_MS = 100.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def server(workers: int, folder: Path):
+    """`digitlab serve --workers N` on a free port (digitlab.serve.process), its log and cache in folder."""
+    from digitlab.serve.process import ServerProcess
 
-
-class Server:
-    """`digitlab serve --workers N` on a free port, stopped (with its workers) on exit."""
-
-    def __init__(self, workers: int, folder: Path):
-        self.workers, self.folder = workers, folder
-
-    def __enter__(self) -> str:
-        import httpx
-
-        port = free_port()
-        self.log = open(self.folder / f"serve-{self.workers}.log", "w")
-        env = {**os.environ, "DIGITLAB_CACHE": str(self.folder / "cache")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--port", str(port), "--workers",
-                                      str(self.workers), "--log-level", "warning"], env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"digitlab serve did not start: {(self.folder / self.log.name).read_text()}")
-            time.sleep(0.5)
-        time.sleep(2 if self.workers > 1 else 0)  # every worker up, not only the first to answer
-        return url
-
-    def __exit__(self, *exc) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        self.log.close()
+    return ServerProcess("--workers", str(workers), "--log-level", "warning", log=folder / f"serve-{workers}.log",
+                         env={"DIGITLAB_CACHE": str(folder / "cache")}, timeout=180)
 
 
 def locust(url: str, rate: float, seconds: int, read_share: float, env: dict, folder: Path) -> dict:
@@ -125,7 +89,7 @@ def main() -> None:
         env = {**os.environ, "LOAD_DIGITS": os.pathsep.join(map(str, digit_files(args.data_dir, folder))),
                "LOAD_STRING": str(HERE.parent / "samples" / "amount.png")}
         phases = {}
-        with Server(1, folder) as url:
+        with server(1, folder) as url:
             locust(url, 50, 3, 0.0, env, folder)  # warm-up: sessions, caches, the thread pool
             phases["steady"] = locust(url, TARGET["rate"], steady, 0.0, env, folder)
             print("steady:", phases["steady"]["stats"]["Aggregated"], flush=True)
@@ -134,7 +98,8 @@ def main() -> None:
         capacity = {}
         for workers in (1, 2):
             steps = []
-            with Server(workers, folder) as url:
+            with server(workers, folder) as url:
+                time.sleep(2 if workers > 1 else 0)  # every worker up, not only the first to answer
                 locust(url, 50, 3, 0.0, env, folder)
                 for rate in rates:
                     result = locust(url, rate, step, 0.0, env, folder)
