@@ -37,6 +37,13 @@ def digits_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def serve_cache(tmp_path_factory) -> Path:
+    """One digitlab cache shared by the service and page tests: each bundled model is exported to ONNX once
+    per session, not once per server started."""
+    return tmp_path_factory.mktemp("serve-cache")
+
+
 @pytest.fixture()
 def cache(tmp_path, monkeypatch) -> Path:
     """A fresh digitlab cache (ONNX exports) for one test, not the user's."""

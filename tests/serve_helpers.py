@@ -7,9 +7,8 @@ from digitlab.serve.process import ServerProcess
 
 
 @contextlib.contextmanager
-def running_server(folder: Path, *args: str, env: dict | None = None):
-    """`digitlab serve *args` with its log in folder/serve.log and its ONNX cache in folder/cache; yields its
-    URL and stops it at the end."""
-    with ServerProcess(*args, log=folder / "serve.log", env={"DIGITLAB_CACHE": str(folder / "cache"), **(env or {})}) \
-            as url:
+def running_server(folder: Path, *args: str, cache: Path, env: dict | None = None):
+    """`digitlab serve *args` with its log in folder/serve.log and its ONNX exports in `cache`; yields its URL
+    and stops it at the end."""
+    with ServerProcess(*args, log=folder / "serve.log", env={"DIGITLAB_CACHE": str(cache), **(env or {})}) as url:
         yield url

@@ -79,6 +79,10 @@ def test_train_dry_run_and_runs_table(capsys, shared_data_dir, tmp_path):
     assert config["model"] == "lenet5" and config["lr"] == 0.002 and config["channels_last"] is False
     code, out, _ = run_cli(capsys, "runs", tmp_path / "runs")
     assert code == 0 and str(out_dir) in out and "finished" in out
+    # on another dataset the preset's published MNIST figure means nothing: no verdict is printed
+    code, out, _ = run_cli(capsys, "train", "--preset", "lenet5-classic", "--dataset", "digits", "--dry-run",
+                           "--out", tmp_path / "runs" / "digits", "--no-progress")
+    assert code == 0 and "published" not in out and "test accuracy" in out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -75,8 +75,11 @@ def test_every_zoo_classifier_exports_and_matches_pytorch(name, tmp_path):
 
 
 def test_adaptive_max_pool_is_the_exportable_same_as_torchs():
-    from digitlab.models.layers import adaptive_max_pool
+    """The per-bin form that export uses takes the same bins as PyTorch's kernel (used outside export)."""
+    from digitlab.models.layers import adaptive_max_pool, binned_max_pool
 
     for h, w, n in [(7, 7, 4), (7, 7, 2), (8, 8, 4), (5, 6, 3), (14, 14, 1)]:
         x = torch.randn(2, 3, h, w)
-        assert torch.equal(adaptive_max_pool(x, n), torch.nn.functional.adaptive_max_pool2d(x, n))
+        expected = torch.nn.functional.adaptive_max_pool2d(x, n)
+        assert torch.equal(binned_max_pool(x, n), expected)
+        assert torch.equal(adaptive_max_pool(x, n), expected)

@@ -31,14 +31,14 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(tmp_path_factory, serve_cache):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         sync_playwright = None
     need(sync_playwright is not None, "playwright is not installed (pip install playwright)")
     need(Path(CHROMIUM).is_file(), "chromium is not installed (apt-get install chromium)")
-    with running_server(tmp_path_factory.mktemp("page-server")) as url, sync_playwright() as p:
+    with running_server(tmp_path_factory.mktemp("page-server"), cache=serve_cache) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         errors = []

@@ -30,9 +30,9 @@ def png(array: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def client(serve_cache):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DIGITLAB_CACHE", str(tmp_path_factory.mktemp("cache")))  # the ONNX export, not the user's
+        mp.setenv("DIGITLAB_CACHE", str(serve_cache))  # the ONNX exports, not the user's
         with TestClient(create_app(ServeConfig(max_bytes=2_000_000, max_pixels=4_000_000))) as c:
             yield c
 
@@ -156,8 +156,8 @@ def test_every_bad_input_gets_a_json_4xx_and_the_server_keeps_serving(client, mn
         assert r.status_code == 200 and (r.json().get("label") or r.json().get("text")) == mnist_digits[1][0]
 
 
-def test_api_keys_guard_the_api_and_stay_out_of_the_log(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path / "cache"))
+def test_api_keys_guard_the_api_and_stay_out_of_the_log(serve_cache, monkeypatch, caplog):
+    monkeypatch.setenv("DIGITLAB_CACHE", str(serve_cache))
     secret = "k-" + "7" * 30
     good = (SAMPLES / "digit.png").read_bytes()
     with TestClient(create_app(ServeConfig(api_keys=(secret, "second-key")))) as c, caplog.at_level("DEBUG"):
@@ -173,11 +173,11 @@ def test_api_keys_guard_the_api_and_stay_out_of_the_log(tmp_path, monkeypatch, c
     assert secret not in caplog.text and "second-key" not in caplog.text
 
 
-def test_digitlab_serve_runs_as_a_process_and_survives_bad_requests(tmp_path, mnist_digits):
+def test_digitlab_serve_runs_as_a_process_and_survives_bad_requests(tmp_path, serve_cache, mnist_digits):
     import httpx
 
     args = ("--max-bytes", "2000000", "--max-pixels", "4000000")
-    with running_server(tmp_path, *args, env={"DIGITLAB_API_KEYS": "serve-test-key"}) as url:
+    with running_server(tmp_path, *args, cache=serve_cache, env={"DIGITLAB_API_KEYS": "serve-test-key"}) as url:
         key = {"x-api-key": "serve-test-key"}
         good = png(mnist_digits[0][0])
         with httpx.Client(base_url=url, headers=key, timeout=30) as http:

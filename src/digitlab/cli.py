@@ -98,8 +98,10 @@ def cmd_train(args: argparse.Namespace) -> None:
             cfg = cfg.replace(epochs=1, limit=min(cfg.limit or 512, 512))
     summary = fit(cfg, args.out, resume=args.resume, download=args.download, progress=not args.no_progress,
                   name=args.preset)
-    if args.preset and not summary["diverged"]:
-        preset = get_preset(args.preset)
+    preset = get_preset(args.preset) if args.preset else None
+    # the published figure is for the preset's own dataset and test split; on other data there is nothing to compare
+    if preset and not summary["diverged"] and (cfg.dataset, cfg.test_split) == (
+            preset.config().dataset, preset.config().test_split):
         value = summary.get(preset.target_metric)
         verdict = "reached" if value is not None and value >= preset.target else "NOT reached"
         shown = "-" if value is None else f"{100 * value:.2f}%"

@@ -101,10 +101,19 @@ class SpatialPyramidPool(nn.Module):
 def adaptive_max_pool(x: torch.Tensor, n: int) -> torch.Tensor:
     """F.adaptive_max_pool2d(x, n) built from ops that ONNX export knows (it has no adaptive max pool):
     one max_pool2d when n divides the map, else the same bins (rows floor(i*H/n) to ceil((i+1)*H/n))
-    taken one by one. (B, C, H, W) -> (B, C, n, n)."""
+    taken one by one. Outside export, PyTorch's own kernel (the per-bin loop made a training step 1.6x slower).
+    (B, C, H, W) -> (B, C, n, n)."""
     h, w = x.shape[-2:]
     if h % n == 0 and w % n == 0:
         return F.max_pool2d(x, (h // n, w // n))
+    if not torch.onnx.is_in_onnx_export():
+        return F.adaptive_max_pool2d(x, n)
+    return binned_max_pool(x, n)
+
+
+def binned_max_pool(x: torch.Tensor, n: int) -> torch.Tensor:
+    """adaptive_max_pool2d's bins taken one by one with slicing and amax, which ONNX export knows."""
+    h, w = x.shape[-2:]
     rows = [(i * h // n, -(-(i + 1) * h // n)) for i in range(n)]
     cols = [(j * w // n, -(-(j + 1) * w // n)) for j in range(n)]
     return torch.stack([torch.stack([x[..., r0:r1, c0:c1].amax((-2, -1)) for c0, c1 in cols], -1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import gc
 import hmac
 import io
@@ -224,10 +225,9 @@ async def image_bytes(request, limit: int) -> tuple[bytes, str | None]:
 
 def predict_one(script: Script, data: bytes, config: ServeConfig) -> dict[str, Any]:
     from digitlab.data.preprocess import read_digit
-    from digitlab.read.config import ReadConfig
     from digitlab.read.image import open_image
 
-    image, _ = open_image(data, ReadConfig(max_pixels=config.max_pixels))
+    image, _ = open_image(data, read_config(config.max_pixels))
     x, digits = read_digit(image)
     p = script.recognizer.probabilities(x[None])[0]
     best = int(p.argmax())
@@ -241,15 +241,22 @@ def predict_one(script: Script, data: bytes, config: ServeConfig) -> dict[str, A
             "note": note}
 
 
+@functools.lru_cache(maxsize=4)
+def read_config(max_pixels: int):
+    """The reading settings of every request, made and checked once rather than per request."""
+    from digitlab.read.config import ReadConfig
+
+    return ReadConfig(max_pixels=max_pixels)
+
+
 def reading_of(script: Script, data: bytes, config: ServeConfig):
     import warnings
 
     from digitlab.read import read
-    from digitlab.read.config import ReadConfig
 
     with warnings.catch_warnings():  # the helpers' caveats are the operator's business, said at start-up
         warnings.simplefilter("ignore")
-        return read(data, script.recognizer, ReadConfig(max_pixels=config.max_pixels), script.verifier,
+        return read(data, script.recognizer, read_config(config.max_pixels), script.verifier,
                     script.line_reader)
 
 
