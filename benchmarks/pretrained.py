@@ -43,11 +43,13 @@ RECIPES = {
         ("line-reader", "digitlab train-line-reader --out {out} --data-dir {data} --init {root}/lr5 "
                         "--images 40000 --epochs 4 --seed 7 --lr 0.0004"),
     ],
-    # Kannada: no Kannada-MNIST train images here (only its test split and Dig-MNIST): the classifier learns
-    # Dig-MNIST's 10,240 digits, written by other hands, and is scored on Kannada-MNIST's test split
+    # Kannada: no Kannada-MNIST train images here, only its test split and Dig-MNIST. A Dig-MNIST-trained
+    # classifier scored 86.3% on the test split (other hands, other pens), so the set learns 70% of the test
+    # split's 10,000 digits, picks its epoch on 15% and is scored on the 15% it never saw; Dig-MNIST stays
+    # unseen, for an out-of-distribution figure
     "kannada": [
-        ("", "digitlab train --preset mnist-best --dataset kannada-mnist --train-split dig --test-split test "
-             "--data-dir {data} --out {out}"),
+        ("", "digitlab train --preset mnist-best --dataset kannada-mnist --train-split test --test-split '' "
+             "--split 70:15:15 --data-dir {data} --out {out}"),
         ("verifier", "digitlab train-verifier --run {root} --out {out} --data-dir {data}"),
         ("line-reader", "digitlab train-line-reader --run {root} --out {out} --data-dir {data} --images 12000"),
     ],
@@ -119,7 +121,8 @@ def run_measure(args) -> None:
         wheel = sum(p.stat().st_size for p in Path(tmp).glob("*.whl"))
     result = {"sets": rows, "package_bytes": package, "wheel_bytes": wheel}
     lines = ["# The bundled models", "", "Each bundled classifier scored on its whole test set by `digitlab eval` "
-             "(TibetanMNIST: the test share its run held out); the card's figure is the one its run recorded.", "",
+             "(TibetanMNIST and Kannada-MNIST: the test share its run held out); the card's figure is the one its "
+             "run recorded.", "",
              "| pretrained | dataset | test images | measured | card | weights bytes (all three) | verifier | "
              "line reader |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:

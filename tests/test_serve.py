@@ -92,7 +92,8 @@ def test_a_string_sent_to_predict_is_pointed_to_read(client):
 def test_models_health_and_docs(client):
     from digitlab.pretrained import names
 
-    assert client.get("/healthz").json() == {"status": "ok", "scripts": names()}  # every bundled set
+    health = client.get("/healthz").json()  # every bundled set, the default one (what no ?script= gets) first
+    assert health["status"] == "ok" and health["scripts"][0] == "mnist" and sorted(health["scripts"]) == names()
     models = {m["script"]: m for m in client.get("/v1/models").json()["models"]}
     assert sorted(models) == names()
     model = models["mnist"]

@@ -123,8 +123,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     checkpoint = checkpoint_of(args)
     out = args.out
-    if out is None and checkpoint is not None:  # beside the run's checkpoint; none for the bundled one
-        out = checkpoint if Path(checkpoint).is_dir() else str(Path(checkpoint).parent)
+    if out is None and checkpoint is not None:  # beside the run's checkpoint; none for a bundled one
+        from digitlab import pretrained
+
+        folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+        out = None if folder.resolve().is_relative_to(pretrained.ROOT.resolve()) else str(folder)
     report = evaluate_checkpoint(checkpoint, args.dataset, args.split, args.data_dir, out, download=args.download)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -7,7 +7,7 @@ folder takes it too. Its README.md says how each checkpoint was trained and what
     digitlab read photo.jpg                      # the bundled MNIST reader
     digitlab read photo.jpg --checkpoint tibetan # the bundled TibetanMNIST reader
     from digitlab.read import read; read("photo.jpg", bundled("tibetan"))
-    create_model("fastcnn", pretrained="tibetan")  # list_pretrained(): "fastcnn.mnist", "fastcnn.tibetan"
+    create_model("fastcnn", pretrained="tibetan")  # list_pretrained(): "fastcnn.kannada", "fastcnn.mnist", ...
 """
 
 from __future__ import annotations

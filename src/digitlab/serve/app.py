@@ -77,7 +77,8 @@ def load_scripts(config: ServeConfig) -> dict[str, Script]:
     from digitlab.engine import as_recognizer
     from digitlab.read import linereader, verifier
 
-    models = config.models or {name: None for name in pretrained.names()}
+    # every bundled set, the default one (MNIST) first: the first is what a request naming no script gets
+    models = config.models or {name: None for name in sorted(pretrained.names(), key=lambda n: n != pretrained.DEFAULT)}
     if not models:
         raise DigitlabError("no models to serve: none is bundled and none was given (--model NAME=RUN)")
     scripts = {}
