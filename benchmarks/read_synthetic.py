@@ -23,6 +23,7 @@ import platform
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import report as report_io
 import torch
@@ -32,11 +33,13 @@ from digitlab.checkpoint import Checkpoint, load_checkpoint
 from digitlab.data import load_dataset
 from digitlab.infer import predict_logits
 from digitlab.pretrained import bundled
-from digitlab.read import ReadConfig, linereader, synth, verifier
+from digitlab.read import ReadConfig, fieldreader, fields, linereader, synth, verifier
 from digitlab.read.evaluate import FAILURES, evaluate_items
+from digitlab.read.recognize import read_field
 
-SEEDS = {"easy": 1, "hard": 2}
+SEEDS = {"easy": 1, "hard": 2, "cheque": 3, "cell": 4}
 NUISANCES = ("none of these", "touching", "overlapping", "ruling", "boxes", "inverted")
+FIELD_NUISANCES = ("none of these", *fields.NUISANCES)
 # --ablations: the hard variant with one group of nuisances taken out at a time (same seed), to show
 # which stage loses the strings
 ABLATIONS = {
@@ -107,15 +110,60 @@ def open_reader(args) -> tuple[Checkpoint, Checkpoint | None, Checkpoint | None,
             images, labels)
 
 
+def score_variant(samples, name, seed, n, field, ckpt, cfg, checker, second, field_reader, raw_predictions,
+                  labels) -> dict:
+    """Read one variant's samples (field: in field mode, with the field reader) and score them."""
+    report, items = evaluate_items(((str(i), s.image, s.text) for i, s in enumerate(samples)), ckpt, cfg,
+                                   verifier=checker, line_reader=second, field=field,
+                                   field_reader=field_reader if field else None)
+    if field:  # what was written, separators and marks included
+        raws = [s.raw[0] if s.raw else s.text for s in samples]
+        report["raw_exact_match"] = float(np.mean([r.predicted == t for r, t in zip(items, raws)]))
+    digits = [len(s.text.replace(" ", "")) for s in samples]
+    # The ceiling: images whose every digit the model reads right on its own 28x28 MNIST image
+    used = np.array(sorted({i for s in samples for line in s.indices for i in line}))
+    right = dict(zip(used.tolist(), (raw_predictions[used] == labels[used]).tolist()))
+    ceiling = float(np.mean([all(right[i] for line in s.indices for i in line) for s in samples]))
+    model_failed = sum(1 for s, r in zip(samples, items)
+                       if r.failure and not all(right[i] for line in s.indices for i in line))
+    # Exact match per nuisance the generator put in (an image counts under each of its nuisances)
+    groups: dict[str, list[bool]] = {}
+    for s, r in zip(samples, items):
+        for kind in s.nuisances or ("none of these",):
+            groups.setdefault(kind, []).append(r.failure is None)
+    report["by_nuisance"] = {k: {"images": len(v), "exact_match": float(np.mean(v))}
+                             for k, v in sorted(groups.items())}
+    report.update(variant=name, seed=seed, n=n, mean_digits=float(np.mean(digits)),
+                  ceiling=ceiling, failures_with_a_model_error=model_failed,
+                  mean_lines=float(np.mean([len(s.lines) for s in samples])),
+                  megapixels=float(np.mean([s.image.size for s in samples]) / 1e6))
+    f = report["failures"]
+    print(f"{name:<5} seed {seed} n {n}: exact match {100 * report['exact_match']:.1f}% (ceiling "
+          f"{100 * ceiling:.1f}%), digit accuracy "
+          f"{100 * report['digit_accuracy']:.2f}%, rejection {100 * report['rejection_rate']:.2f}%, "
+          f"median {1000 * report['median_seconds']:.0f} ms; failures "
+          + ", ".join(f"{k} {v}" for k, v in f.items() if v), flush=True)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_reader_options(parser)
     parser.add_argument("--n", type=int, default=500, help="images per variant")
-    parser.add_argument("--variants", default="easy,hard")
+    parser.add_argument("--variants", default="easy,hard,cheque,cell",
+                        help="easy and hard: pages of strings (digitlab.read.synth); cheque and cell: one number "
+                             "in its field (digitlab.read.fields)")
     parser.add_argument("--write", metavar="DIR", help="also write the images and labels.csv (for eval-read)")
     parser.add_argument("--ablations", action="store_true", help="also the hard variant minus one nuisance group")
+    parser.add_argument("--field-reader", default=os.environ.get("DIGITLAB_FIELD_READER"),
+                        help="also read the cheque and cell fields in field mode with this field reader "
+                             "(`digitlab train-field-reader`); default $DIGITLAB_FIELD_READER, else "
+                             "CHECKPOINT/field-reader when it exists; 'none': without")
     parser.add_argument("--dry-run", action="store_true", help="20 images per variant, nothing saved")
     args = parser.parse_args()
+    if args.field_reader is None:
+        found = fieldreader.beside(args.checkpoint)
+        args.field_reader = str(found) if found else "none"
     if args.dry_run:
         args.n = 20
     ckpt, checker, second, images, labels = open_reader(args)
@@ -124,40 +172,34 @@ def main() -> None:
 
     started = time.perf_counter()
     results = {}
-    runs = [(name, synth.VARIANTS[name], SEEDS[name]) for name in args.variants.split(",")]
+    runs = [(name, synth.VARIANTS.get(name) or fields.VARIANTS[name], SEEDS[name]) for name in args.variants.split(",")]
     if args.ablations:
         runs += [(name, dataclasses.replace(synth.HARD, **change), SEEDS["hard"]) for name, change in ABLATIONS.items()]
     for name, spec, seed in runs:
-        samples = synth.generate(images, labels, spec, args.n, seed)
-        if args.write and name in synth.VARIANTS:
-            synth.write_benchmark(Path(args.write) / name, images, labels, spec, args.n, seed)
-        report, items = evaluate_items(((str(i), s.image, s.text) for i, s in enumerate(samples)), ckpt, cfg,
-                                       verifier=checker, line_reader=second)
-        digits = [len(s.text.replace(" ", "")) for s in samples]
-        # The ceiling: images whose every digit the model reads right on its own 28x28 MNIST image
-        used = np.array(sorted({i for s in samples for line in s.indices for i in line}))
-        right = dict(zip(used.tolist(), (raw_predictions[used] == labels[used]).tolist()))
-        ceiling = float(np.mean([all(right[i] for line in s.indices for i in line) for s in samples]))
-        model_failed = sum(1 for s, r in zip(samples, items)
-                           if r.failure and not all(right[i] for line in s.indices for i in line))
-        # Exact match per nuisance the generator put in (an image counts under each of its nuisances)
-        groups: dict[str, list[bool]] = {}
-        for s, r in zip(samples, items):
-            for kind in s.nuisances or ("none of these",):
-                groups.setdefault(kind, []).append(r.failure is None)
-        report["by_nuisance"] = {k: {"images": len(v), "exact_match": float(np.mean(v))}
-                                 for k, v in sorted(groups.items())}
-        report.update(variant=name, seed=seed, n=args.n, mean_digits=float(np.mean(digits)),
-                      ceiling=ceiling, failures_with_a_model_error=model_failed,
-                      mean_lines=float(np.mean([len(s.lines) for s in samples])),
-                      megapixels=float(np.mean([s.image.size for s in samples]) / 1e6))
-        results[name] = report
-        f = report["failures"]
-        print(f"{name:<5} seed {seed} n {args.n}: exact match {100 * report['exact_match']:.1f}% (ceiling "
-              f"{100 * ceiling:.1f}%), digit accuracy "
-              f"{100 * report['digit_accuracy']:.2f}%, rejection {100 * report['rejection_rate']:.2f}%, "
-              f"median {1000 * report['median_seconds']:.0f} ms; failures "
-              + ", ".join(f"{k} {v}" for k, v in f.items() if v), flush=True)
+        samples = fields.generate_fields(images, labels, spec, args.n, seed) if name in fields.VARIANTS \
+            else synth.generate(images, labels, spec, args.n, seed)
+        if args.write and name in (*synth.VARIANTS, *fields.VARIANTS):
+            synth.write_samples(Path(args.write) / name, samples, name, seed)
+        modes = [(name, False)]
+        if name in fields.VARIANTS and args.field_reader != "none":
+            modes.append((f"{name}, field reader", True))
+        for label, field in modes:
+            results[label] = score_variant(samples, label, seed, args.n, field, ckpt, cfg, checker, second,
+                                           args.field_reader, raw_predictions, labels)
+
+    field_speed = None
+    if args.field_reader != "none":  # the target: a 150x50 field in <= 5 ms
+        cells = [cv2.resize(c.image, (150, 50), interpolation=cv2.INTER_AREA)
+                 for c in fields.generate_fields(images, labels, fields.CELL, 50 if args.dry_run else 300, 99)]
+        read_field(cells[0], args.field_reader)  # loading, once
+        times = []
+        for cell in cells:
+            t = time.perf_counter()
+            read_field(cell, args.field_reader)
+            times.append(time.perf_counter() - t)
+        field_speed = {"images": len(cells), "median_ms": 1000 * float(np.median(times)),
+                       "p95_ms": 1000 * float(np.percentile(times, 95))}
+        print(f"150x50 field, field mode: median {field_speed['median_ms']:.2f} ms, p95 {field_speed['p95_ms']:.2f} ms")
 
     env = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
@@ -171,9 +213,12 @@ def main() -> None:
            "weights_sha256": ckpt.meta["weights_sha256"], "model": ckpt.meta["model"],
            "verifier": verifying, "line_reader": lines,
            "temperature": ckpt.meta["temperature"], "logit_reference": ckpt.meta["logit_reference"],
-           "config": cfg.to_dict(), "env": env, "results": results, "seconds": time.perf_counter() - started}
+           "config": cfg.to_dict(), "env": env, "results": results, "field_speed": field_speed,
+           "field_reader": report_io.portable(args.field_reader) if args.field_reader != "none" else None,
+           "seconds": time.perf_counter() - started}
     md = [f"# Reading synthetic digit strings ({ckpt.meta['model']}, {report_io.portable(args.checkpoint)})", "",
-          "Strings of 1-10 MNIST *test* digits drawn by `digitlab.read.synth` (see `EASY`, `HARD`), read by "
+          "Strings of 1-10 MNIST *test* digits drawn by `digitlab.read.synth` (see `EASY`, `HARD`) and numbers in "
+          "their fields by `digitlab.read.fields` (`CHEQUE`: courtesy amounts, `CELL`: register cells), read by "
           "`digitlab.read.read` with the default `ReadConfig`, "
           + (f"verifier {verifying['model']} ({verifying['path']}, trained on crops of MNIST *train* strings; "
              f"one-digit-or-not accuracy {100 * verifying['metrics']['val_single_accuracy']:.1f}% on held-out "
@@ -195,9 +240,31 @@ def main() -> None:
     md += ["", "Exact match by nuisance (`Sample.nuisances`; an image counts under each one it has):", "",
            "| variant | " + " | ".join(NUISANCES) + " |", "|---|" + "---:|" * len(NUISANCES)]
     for name, r in results.items():
+        if name.split(",")[0] in fields.VARIANTS:
+            continue
         cells = [r["by_nuisance"].get(k) for k in NUISANCES]
         md.append(f"| {name} | " + " | ".join(f"{100 * c['exact_match']:.0f}% of {c['images']}" if c else "-"
                                               for c in cells) + " |")
+    md += ["", "Exact match when the least confident images are rejected (to a person, as a cheque desk does), "
+               "and, in field mode, the number as written (separators and marks) read exactly:", "",
+           "| variant | 0% rejected | 5% | 10% | as written (field mode) |", "|---|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        at = r["exact_at_rejection"]
+        raw = f"{100 * r['raw_exact_match']:.1f}%" if "raw_exact_match" in r else "-"
+        md.append(f"| {name} | {100 * at['0']:.1f}% | {100 * at['0.05']:.1f}% | {100 * at['0.1']:.1f}% | {raw} |")
+    if field_speed:
+        md += ["", f"Field mode on a 150x50 field: median {field_speed['median_ms']:.2f} ms, p95 "
+                   f"{field_speed['p95_ms']:.2f} ms per field ({field_speed['images']} cells, decoding included)."]
+    field_runs = [name for name in results if name.split(",")[0] in fields.VARIANTS]
+    if field_runs:
+        md += ["", "Fields (`digitlab.read.fields`): exact match by nuisance (an image counts under each one it has; "
+                   "the text is the digits only):", "",
+               "| nuisance | " + " | ".join(field_runs) + " |", "|---|" + "---:|" * len(field_runs)]
+        for k in FIELD_NUISANCES:
+            cells = [results[name]["by_nuisance"].get(k) for name in field_runs]
+            if any(cells):
+                md.append(f"| {k} | " + " | ".join(f"{100 * c['exact_match']:.0f}% of {c['images']}" if c else "-"
+                                                   for c in cells) + " |")
     md += ["", "Failed images that hold a digit the model misreads even on its clean 28x28 image: " + ", ".join(
         f"{name} {r['failures_with_a_model_error']} of {sum(r['failures'].values())}" for name, r in results.items())]
     md += ["", *(f"- {k}: {v}" for k, v in FAILURES.items()), "",

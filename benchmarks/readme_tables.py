@@ -207,6 +207,18 @@ def results_table(results: Path = RESULTS) -> str:
                      f"exact match >= {pct(EXACT_MATCH_TARGET[variant], 0)}",
                      f"exact match **{pct(r['exact_match'], 1)}** (ceiling {pct(r['ceiling'], 1)}), "
                      f"digit accuracy {pct(r['digit_accuracy'])}"))
+    for variant, what in (("cheque", "cheque amounts"), ("cell", "register cells")):
+        if f"{variant}, field reader" in synthetic:
+            seg, field = synthetic[variant], synthetic[f"{variant}, field reader"]
+            at = field["exact_at_rejection"]
+            rows.append((f"reading synthetic {what} (seed {seg['seed']}, {seg['n']} images)",
+                         "exact match >= 90%",
+                         f"`--field`: **{pct(field['exact_match'], 1)}** ({pct(at['0.1'], 1)} with 10% rejected); "
+                         f"page reader {pct(seg['exact_match'], 1)}"))
+    fields = load("read_synthetic", results).get("field_speed")
+    if fields:
+        rows.append(("reading a 150x50 field (`--field`)", "<= 5 ms",
+                     f"median **{fields['median_ms']:.1f} ms**, p95 {fields['p95_ms']:.1f} ms"))
     speed = load("read_speed", results)
     image = speed["image"]
     rows.append((f"reading a {image['width'] * image['height'] / 1e6:.0f} MP JPEG of {image['digits']} digits",

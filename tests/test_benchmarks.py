@@ -29,7 +29,9 @@ def test_benchmark_dry_run(shared_data_dir, script, options, expected):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script, options, expected", [
-    ("read_synthetic.py", ["--verifier", "none"], r"\| easy \| 1 \| 20 \|.*\| hard \| 2 \| 20 \|"),
+    ("read_synthetic.py", ["--verifier", "none"],
+     r"\| easy \| 1 \| 20 \|.*\| hard \| 2 \| 20 \|.*\| cheque \| 3 \| 20 \|.*\| cell \| 4 \| 20 \|"
+     r".*\| band \| - \| \d+% of"),
     # strings drawn from the run's own test digits, one row per variant
     ("read_scripts.py", [], r"\| mnist \| lenet5-improved \| .* \| no \| \d+ \| [\d.]+% \| hard \| 20 \|"),
 ])

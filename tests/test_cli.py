@@ -195,12 +195,13 @@ def test_every_option_of_every_command_has_a_help_line():
 
 
 def test_settings_are_one_option_per_config_field_with_default_and_allowed_values():
-    from digitlab.read.config import LineReaderConfig, ReadConfig, VerifierConfig
+    from digitlab.read.config import FieldReaderConfig, LineReaderConfig, ReadConfig, VerifierConfig
     from digitlab.train.config import TrainConfig
 
     cmds = commands(build_parser())
     for command, cls in [("train", TrainConfig), ("train-verifier", VerifierConfig),
-                         ("train-line-reader", LineReaderConfig), ("read", ReadConfig), ("eval-read", ReadConfig)]:
+                         ("train-line-reader", LineReaderConfig), ("train-field-reader", FieldReaderConfig),
+                         ("read", ReadConfig), ("eval-read", ReadConfig)]:
         options = {a.dest: a for a in cmds[command]._actions}
         for f in dataclasses.fields(cls):
             assert f"--{f.name.replace('_', '-')}" in options[f.name].option_strings
@@ -230,7 +231,7 @@ for argv in {argvs!r}:
 def test_help_and_version_answer_without_torch():
     argvs = [["--help"], ["--version"], ["train", "--help"], ["read", "--help"], ["eval", "--help"],
              ["predict", "--help"], ["train-verifier", "--help"], ["train-line-reader", "--help"],
-             ["read", "--list-settings"]]
+             ["train-field-reader", "--help"], ["read", "--list-settings"]]
     result = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH.format(argvs=argvs)], capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr

@@ -208,3 +208,19 @@ def test_bad_settings_fail_in_one_line(capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert json.loads(ServeConfig(api_keys=("a",)).to_env())["api_keys"] == ["a"]
+
+
+def test_read_in_field_mode_with_the_bundled_field_reader(client, shared_data_dir):
+    from digitlab.read import fields, synth
+
+    sample = fields.make_field(*synth.load_test_digits(shared_data_dir), fields.CELL, np.random.default_rng(3),
+                               only={"rules", "fullstop"})
+    r = client.post("/v1/read?field=true", files={"image": ("cell.png", png(sample.image), "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["text"] == "".join(c for c in body["raw"] if c.isdigit()) and 0 <= body["confidence"] <= 1
+    models = {m["script"]: m for m in client.get("/v1/models").json()["models"]}
+    assert models["mnist"]["field_reader"] and not models["tibetan"]["field_reader"]
+    r = client.post("/v1/read?field=true&script=tibetan", content=png(sample.image),
+                    headers={"content-type": "image/png"})
+    assert r.status_code == 404 and "no field reader" in r.json()["error"]

@@ -6,6 +6,8 @@ calibrated confidence, annotated output, a synthetic benchmark and an evaluation
     reading = digitlab.read("meter.jpg", "runs/lenet5", verifier="runs/verifier",  # verifier, line reader:
                             line_reader="runs/line-reader")                          # optional
     print(reading.text, reading.confidence)
+    cell = digitlab.read("cell.png", field=True, field_reader="runs/field-reader")  # one number in its field
+    print(cell.text, cell.raw)
 
 Names load lazily, so importing this package (e.g. for its CLI commands) does not import OpenCV or torch.
 """
@@ -24,6 +26,8 @@ _API = {
     "load_verifier": "digitlab.read.verifier",
     "LineReaderConfig": "digitlab.read.config", "train_line_reader": "digitlab.read.linereader",
     "load_line_reader": "digitlab.read.linereader",
+    "FieldReaderConfig": "digitlab.read.config", "train_field_reader": "digitlab.read.fieldreader",
+    "load_field_reader": "digitlab.read.fieldreader", "read_fields": "digitlab.read.fieldreader",
 }
 __all__ = list(_API)
 

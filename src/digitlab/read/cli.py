@@ -22,13 +22,14 @@ from digitlab.read.errors import ReadError
 
 VERIFIER_ENV = "DIGITLAB_VERIFIER"
 LINE_READER_ENV = "DIGITLAB_LINE_READER"
+FIELD_READER_ENV = "DIGITLAB_FIELD_READER"
 READ_THREADS = 1  # benchmarks/results/threads.md: more threads only add overhead, a lot of it on a busy machine
 
 
 def add_commands(command) -> None:
     """Add `read`, `eval-read`, `train-verifier` and `train-line-reader` through digitlab's
     command(name, help, func, **parser_options) -> parser."""
-    from digitlab.read.config import LineReaderConfig, VerifierConfig
+    from digitlab.read.config import FieldReaderConfig, LineReaderConfig, VerifierConfig
 
     p = command("read", "read the digit strings in images: photos, scans, forms, drawings", cmd_read,
                 description="Print each image's digit string(s); '?' marks a rejected digit.")
@@ -40,6 +41,13 @@ def add_commands(command) -> None:
                    help="save the image with boxes and predictions (several images: OUT-<name>.png)")
     p.add_argument("--panel", metavar="OUT.png",
                    help="save original | processed | normalised crops side by side (several: OUT-<name>.png)")
+    p.add_argument("--field", action="store_true",
+                   help="each image is one number in its field (a cheque amount, a table cell, a form field): read "
+                        "it whole with the field reader, which ignores ruling lines, margins and page edges; "
+                        "prints the digits and the number as written (separators and marks kept)")
+    p.add_argument("--field-reader", metavar="F",
+                   help=f"field reader checkpoint from `digitlab train-field-reader` (default ${FIELD_READER_ENV}, "
+                        f"else RUN/field-reader of the model)")
     _add_read_options(p)
 
     p = command("eval-read", "score `read` on a folder of labelled images", cmd_eval_read,
@@ -54,6 +62,10 @@ def add_commands(command) -> None:
     p.add_argument("--limit", type=int, default=0, metavar="N", help="read only the first N labelled images "
                                                                      "(default 0: all)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--field", action="store_true", help="each image is one number in its field: read it as "
+                                                        "`read --field` does")
+    p.add_argument("--field-reader", metavar="F", help=f"field reader checkpoint (default ${FIELD_READER_ENV}, "
+                                                       f"else RUN/field-reader of the model)")
     _add_read_options(p)
 
     p = command("train-verifier", "train the verifier that tells whole digits from merged pairs and parts of "
@@ -72,17 +84,31 @@ def add_commands(command) -> None:
     _add_training_options(p, "line reader")
     add_config_options(p, LineReaderConfig, "line reader settings (digitlab.read.LineReaderConfig)")
 
+    p = command("train-field-reader", "train the field reader that reads one number in its field (cheque "
+                                      "amounts, table cells), for `read --field`", cmd_train_field_reader,
+                description="Draw synthetic fields from MNIST *train* digits (or a run's own, --run RUN) with "
+                            "every nuisance of digitlab.read.fields at random (security backgrounds, ruling "
+                            "lines, page-edge bands, separators, faint ink, scanner and camera artefacts) and "
+                            "train a CNN + BiLSTM with CTC on the grey field images, in a run folder.")
+    _add_training_options(p, "field reader")
+    add_config_options(p, FieldReaderConfig, "field reader settings (digitlab.read.FieldReaderConfig)")
+
 
 def cmd_read(args: argparse.Namespace) -> None:
     cfg = _read_config(args)
     refuse_directories(args.images)
     from digitlab.read.recognize import read
 
-    ckpt, checker, second = _open_reader(args, cfg)
+    if args.field:
+        ckpt = checker = second = None
+        fields_by = args.field_reader or os.environ.get(FIELD_READER_ENV) or _checkpoint_path(args)
+    else:
+        ckpt, checker, second = _open_reader(args, cfg)
     out = []
     for image in args.images:
         with _notes_said():
-            reading = read(image, ckpt, cfg, checker, second)
+            reading = read(image, field=True, field_reader=fields_by, config=cfg) if args.field \
+                else read(image, ckpt, cfg, checker, second)
         if args.annotate or args.panel:
             from digitlab.read.render import annotate, panel, save_png
 
@@ -94,7 +120,8 @@ def cmd_read(args: argparse.Namespace) -> None:
             out.append(reading.to_dict())
         else:
             shown = reading.text if reading.digits else "(no digits found)"
-            print(f"{image}: {shown}  (confidence {reading.confidence:.3f})")
+            written = f"as written {reading.raw}, " if args.field and reading.raw != reading.text else ""
+            print(f"{image}: {shown}  ({written}confidence {reading.confidence:.3f})")
     if args.json:
         print(json.dumps(out, indent=2))
 
@@ -104,10 +131,15 @@ def cmd_eval_read(args: argparse.Namespace) -> None:
     from digitlab.read.evaluate import evaluate_folder, format_report
 
     labels = args.labels or str(Path(args.folder) / "labels.csv")
-    ckpt, checker, second = _open_reader(args, cfg)
-    with _notes_said():
-        report = evaluate_folder(args.folder, labels, ckpt, cfg, out_dir=args.out, limit=args.limit,
-                                 verifier=checker, line_reader=second)
+    if args.field:
+        fields_by = args.field_reader or os.environ.get(FIELD_READER_ENV) or _checkpoint_path(args)
+        report = evaluate_folder(args.folder, labels, None, cfg, out_dir=args.out, limit=args.limit, field=True,
+                                 field_reader=fields_by)
+    else:
+        ckpt, checker, second = _open_reader(args, cfg)
+        with _notes_said():
+            report = evaluate_folder(args.folder, labels, ckpt, cfg, out_dir=args.out, limit=args.limit,
+                                     verifier=checker, line_reader=second)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -156,6 +188,13 @@ def cmd_train_line_reader(args: argparse.Namespace) -> None:
     from digitlab.read.linereader import train_line_reader
 
     _train_helper(args, LineReaderConfig, train_line_reader)
+
+
+def cmd_train_field_reader(args: argparse.Namespace) -> None:
+    from digitlab.read.config import FieldReaderConfig
+    from digitlab.read.fieldreader import train_field_reader
+
+    _train_helper(args, FieldReaderConfig, train_field_reader)
 
 
 def _train_helper(args: argparse.Namespace, cls: type, train) -> None:

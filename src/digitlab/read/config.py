@@ -264,6 +264,39 @@ class LineReaderConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class FieldReaderConfig:
+    # Draw the fields from this training run's own training digits (its dataset, RUN/splits.npz "train");
+    # empty: MNIST train
+    run: str = ""
+    images: int = 24000  # synthetic training fields
+    val_images: int = 1000  # held-out fields, drawn from a different seed
+    cheque_share: float = 0.45  # share of fields drawn like fields.CHEQUE ...
+    plain_share: float = 0.1  # ... and with no nuisance at all; the rest like fields.CELL
+    width: int = 48  # channels of the network's middle layers
+    hidden: int = 128  # LSTM size, each direction
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 2e-3  # peak of the one-cycle schedule, Adam
+    seed: int = 0  # draws the fields (validation: seed + 10,000) and seeds the training
+    threads: int = 2  # torch threads
+
+    def __post_init__(self) -> None:
+        for name in ("images", "val_images", "epochs", "batch_size", "width", "hidden", "threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (0 <= self.cheque_share and 0 <= self.plain_share and self.cheque_share + self.plain_share <= 1):
+            raise ConfigError("cheque_share and plain_share must be >= 0 and add up to at most 1")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FieldReaderConfig:
+        return config_from_dict(cls, values, "field reader config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+
 # Settings that only score and decide between candidates: everything else changes the crops and line
 # images the reader makes, which its verifier and line reader learnt from
 SCORING = frozenset({

@@ -126,7 +126,45 @@ def summarize(results: list[ItemResult]) -> dict[str, Any]:
         "failures": {k: failures.get(k, 0) for k in FAILURES},
         "median_seconds": statistics.median(times) if times else None,
         "p95_seconds": float(np.percentile(times, 95)) if times else None,
+        # what a cheque desk does: the least confident readings go to a person, the rest are taken as read
+        "exact_at_rejection": {f"{share:g}": exact_after_rejecting(results, share) for share in REJECT_SHARES},
     }
+
+
+REJECT_SHARES = (0.0, 0.05, 0.10)  # shares of the images rejected (least confident first) in the reports
+
+
+def exact_after_rejecting(results: list[ItemResult], share: float) -> float:
+    """Exact match among the images kept after rejecting the `share` least confident ones."""
+    if not results:
+        return 0.0
+    order = sorted(results, key=lambda r: r.confidence)
+    kept = order[int(round(share * len(order))):]
+    return sum(r.failure is None for r in kept) / len(kept) if kept else 0.0
+
+
+def rejection_curve(results: list[ItemResult], points: int = 51) -> list[tuple[float, float]]:
+    """(share rejected, exact match among the rest) from 0 to 50% rejected."""
+    return [(share, exact_after_rejecting(results, share)) for share in np.linspace(0, 0.5, points)]
+
+
+def plot_rejection(results: list[ItemResult], path: str | PathLike, title: str = "") -> None:
+    """The accuracy-versus-rejection curve as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = rejection_curve(results)
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot([100 * a for a, _ in curve], [100 * b for _, b in curve], marker=".")
+    ax.set_xlabel("images rejected, least confident first (%)")
+    ax.set_ylabel("exact match of the rest (%)")
+    ax.set_title(title or "accuracy versus rejection", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | PathLike | Checkpoint | None = None,
@@ -134,9 +172,13 @@ def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | Path
                    max_gallery: int = 60, progress: Callable[[int, ItemResult], None] | None = None,
                    verifier: str | PathLike | Checkpoint | None = None,
                    line_reader: str | PathLike | Checkpoint | None = None, backend: str | None = None,
+                   field: bool = False, field_reader: str | PathLike | Checkpoint | None = None,
                    ) -> tuple[dict[str, Any], list[ItemResult]]:
     """Read (name, image, truth) items and score them; failures are drawn into `gallery` as panels.
-    checkpoint None: the bundled MNIST reader, as in read(); checkpoint and backend as read() takes them."""
+    checkpoint None: the bundled MNIST reader, as in read(); checkpoint and backend as read() takes them.
+    field=True: each image is one number in its field, read by the field reader (read(..., field=True))."""
+    if field:
+        return _evaluate_fields(items, field_reader if field_reader is not None else checkpoint, config, progress)
     if checkpoint is None:
         _, verifier, line_reader = bundled_reader(verifier, line_reader)
     ckpt = as_recognizer(checkpoint, backend)
@@ -168,16 +210,36 @@ def evaluate_items(items: Iterable[tuple[str, Any, str]], checkpoint: str | Path
     return report, results
 
 
+def _evaluate_fields(items: Iterable[tuple[str, Any, str]], reader, config: ReadConfig | None,
+                     progress: Callable[[int, ItemResult], None] | None) -> tuple[dict[str, Any], list[ItemResult]]:
+    results: list[ItemResult] = []
+    for k, (name, image, truth) in enumerate(items):
+        try:
+            result = score_item(name, truth, read(image, config=config, field=True, field_reader=reader))
+        except ReadError as e:
+            if "no field reader" in str(e) or "not a field reader" in str(e):
+                raise
+            result = score_item(name, truth, None, error=str(e))
+        results.append(result)
+        if progress:
+            progress(k, result)
+    report = summarize(results)
+    report["field"] = True
+    return report, results
+
+
 def evaluate_folder(folder: str | PathLike, labels: str | PathLike,
                     checkpoint: str | PathLike | Checkpoint | None = None, config: ReadConfig | None = None,
                     out_dir: str | PathLike | None = None, limit: int = 0,
                     progress: Callable[[int, ItemResult], None] | None = None,
                     verifier: str | PathLike | Checkpoint | None = None,
                     line_reader: str | PathLike | Checkpoint | None = None,
-                    backend: str | None = None) -> dict[str, Any]:
+                    backend: str | None = None, field: bool = False,
+                    field_reader: str | PathLike | Checkpoint | None = None) -> dict[str, Any]:
     """Read every image listed in `labels` (paths relative to `folder`) and score it. With out_dir, write
-    report.json, results.csv and failures/ (a panel per failed image, up to 60). checkpoint None: the
-    bundled MNIST reader, as in read()."""
+    report.json, results.csv, rejection.png (exact match against the share of least confident images
+    rejected) and failures/ (a panel per failed image, up to 60). checkpoint None: the bundled MNIST
+    reader, as in read(); field=True: field mode, as read(..., field=True)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ReadError(f"{folder}: no such folder")
@@ -186,7 +248,8 @@ def evaluate_folder(folder: str | PathLike, labels: str | PathLike,
     out = Path(out_dir) if out_dir is not None else None
     report, results = evaluate_items(((name, folder / name, truth) for name, truth in rows), checkpoint, config,
                                      gallery=out / "failures" if out else None, progress=progress,
-                                     verifier=verifier, line_reader=line_reader, backend=backend)
+                                     verifier=verifier, line_reader=line_reader, backend=backend, field=field,
+                                     field_reader=field_reader)
     report.update(folder=str(folder), labels=str(labels), seconds=time.perf_counter() - started)
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -196,6 +259,7 @@ def evaluate_folder(folder: str | PathLike, labels: str | PathLike,
             w.writerow(["file", "truth", "predicted", "confidence", "failure", "error"])
             w.writerows([(r.file, r.truth, r.predicted, f"{r.confidence:.4f}", r.failure or "", r.error or "")
                          for r in results])
+        plot_rejection(results, out / "rejection.png", f"{folder.name}: exact match versus rejection")
         report["out_dir"] = str(out)
     return report
 
@@ -208,6 +272,10 @@ def format_report(report: dict[str, Any]) -> str:
              f"{report['too_few_digits']} with too few",
              f"rejection rate: {100 * report['rejection_rate']:.2f}% of the digits read",
              "failures by stage: " + (", ".join(f"{k} {v}" for k, v in report["failures"].items() if v) or "none")]
+    at = report.get("exact_at_rejection")
+    if at:
+        lines.append("exact match with the least confident images rejected: "
+                     + ", ".join(f"{100 * float(k):g}% rejected {100 * v:.1f}%" for k, v in at.items()))
     if report.get("median_seconds") is not None:
         lines.append(f"time per image: median {1000 * report['median_seconds']:.1f} ms, "
                      f"p95 {1000 * report['p95_seconds']:.1f} ms")

@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from digitlab.checkpoint import Checkpoint, load_checkpoint
 from digitlab.engine import Recognizer, as_recognizer
 from digitlab.read import linereader, segment
 from digitlab.read.config import ReadConfig, crop_settings_differ
+from digitlab.read.errors import ReadError
 from digitlab.read.image import Page, load_gray, prepare
 from digitlab.read.verifier import beside as verifier_beside
 from digitlab.read.verifier import load_verifier, logsumexp, pair_logp, single_digit_logp, verifier_logp
@@ -66,6 +68,10 @@ class Reading:
     temperature: float
     seconds: float
     page: Page | None = field(default=None, repr=False)  # the processed image, for panels and debugging
+    # Field mode (read(..., field=True)): what was written, separators and marks included, and the field
+    # reader's probability of it; None when the segmenter read the image
+    raw_text: str | None = None
+    field_confidence: float | None = None
 
     @property
     def digits(self) -> list[DigitReading]:
@@ -81,14 +87,23 @@ class Reading:
         return " ".join(self.line_texts)
 
     @property
+    def raw(self) -> str:
+        """What was written, separators and marks included (field mode: `1.000.-` for text `1000`); the text
+        when the segmenter read the image."""
+        return self.text if self.raw_text is None else self.raw_text
+
+    @property
     def confidence(self) -> float:
-        """Probability that every digit is right (product of the calibrated confidences; 0 if any is '?')."""
+        """Probability that every digit is right (product of the calibrated confidences; 0 if any is '?');
+        in field mode the field reader's probability of the whole field as written."""
+        if self.field_confidence is not None:
+            return self.field_confidence
         if not self.digits:
             return 0.0
         return math.prod(0.0 if d.rejected else d.confidence for d in self.digits)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "text": self.text, "confidence": round(self.confidence, 4),
+        return {"source": self.source, "text": self.text, "raw": self.raw, "confidence": round(self.confidence, 4),
                 "size": list(self.size), "lines": [
                     {"text": t, "confidence": round(math.prod(0.0 if d.rejected else d.confidence for d in line), 4),
                      "digits": [d.to_dict() for d in line]}
@@ -295,7 +310,8 @@ def bundled_reader(verifier: str | PathLike | Checkpoint | None = None,
 
 def read(image: Any, checkpoint: str | PathLike | Checkpoint | None = None, config: ReadConfig | None = None,
          verifier: str | PathLike | Checkpoint | None = None,
-         line_reader: str | PathLike | Checkpoint | None = None, *, backend: str | None = None) -> Reading:
+         line_reader: str | PathLike | Checkpoint | None = None, *, backend: str | None = None,
+         field: bool = False, field_reader: str | PathLike | Checkpoint | None = None) -> Reading:
     """Read every digit string in an image: a file path (PNG, JPEG, BMP, TIFF, WebP, ...), a PIL image
     or an array, a photo or a scan, dark ink on light paper or the reverse. checkpoint: the classifier;
     None for the bundled MNIST reader (digitlab.pretrained), whose verifier and line reader then serve
@@ -305,8 +321,15 @@ def read(image: Any, checkpoint: str | PathLike | Checkpoint | None = None, conf
     `digitlab train-line-reader` (digitlab.read.linereader), a second opinion on each line that reads
     touching and overlapping digits no cut parts. The classifier may also be a `digitlab.engine.Recognizer`
     (an .onnx file too, through one); backend: "onnxruntime", "torch", or None: ONNX Runtime when it is
-    installed, else PyTorch (a Recognizer given keeps its own)."""
+    installed, else PyTorch (a Recognizer given keeps its own).
+
+    field=True: the image holds one number in its field (a cheque amount, a table cell, a form field),
+    read whole by a field reader (`digitlab train-field-reader`, digitlab.read.fieldreader): `field_reader`,
+    else the one in the classifier's run folder (RUN/field-reader); ruling lines, margins, page edges and
+    printed backgrounds are the field reader's to ignore, and Reading.raw keeps separators and marks."""
     started = time.perf_counter()
+    if field:
+        return read_field(image, field_reader if field_reader is not None else checkpoint, config, started)
     if checkpoint is None:
         _, verifier, line_reader = bundled_reader(verifier, line_reader)
     cfg = config or ReadConfig()
@@ -418,3 +441,55 @@ def recognize(page: Page, ckpt: Recognizer, cfg: ReadConfig, started: float | No
         lines, ignored = without_unread_lines(lines, ignored)
     return Reading(source=page.source, size=page.size, lines=lines, ignored=ignored, temperature=temperature,
                    seconds=time.perf_counter() - started, page=page)
+
+
+def read_field(image: Any, reader: str | PathLike | Checkpoint | None, config: ReadConfig | None = None,
+               started: float | None = None) -> Reading:
+    """read(image, field=True): the one number of a field image, by a field reader checkpoint or the one
+    beside a classifier's run folder. Each digit's box spans the field's height and the columns its
+    output frames cover."""
+    from digitlab.read import fieldreader
+
+    started = time.perf_counter() if started is None else started
+    if isinstance(reader, Checkpoint) and reader.meta.get("role") == fieldreader.ROLE:
+        ckpt = reader
+    else:
+        found = None
+        if reader is not None and not isinstance(reader, Checkpoint):
+            path = Path(reader)
+            found = path if (path / "model.json").is_file() and _role(path) == fieldreader.ROLE \
+                else fieldreader.beside(path)
+        if found is None:
+            from digitlab.pretrained import bundled
+
+            found = fieldreader.beside(bundled()) if reader is None else None
+        if found is None:
+            raise ReadError(f"no field reader{f' in {reader}' if reader is not None else ''}: train one with "
+                            f"`digitlab train-field-reader --out RUN/field-reader` and pass it (--field-reader)")
+        ckpt = _load_field_reader(str(found))
+    cfg = config or ReadConfig()
+    gray, scale, name = load_gray(image, cfg)
+    result = fieldreader.read_fields([gray], ckpt)[0]
+    h = gray.shape[0]
+    digits = [DigitReading(text=ch, best=ch, confidence=p, probabilities=(), line=0,
+                           box=tuple(int(round(v / scale)) for v in (x0, 0, x1 - x0, h)))
+              for ch, p, (x0, x1) in result.chars if ch not in fieldreader.MARKS]
+    return Reading(source=name, size=(int(round(gray.shape[1] / scale)), int(round(h / scale))),
+                   lines=[digits] if digits else [], ignored=[], temperature=1.0,
+                   seconds=time.perf_counter() - started, raw_text=result.raw, field_confidence=result.confidence)
+
+
+def _role(folder: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((folder / "model.json").read_text()).get("role")
+    except (OSError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def _load_field_reader(path: str) -> Checkpoint:
+    from digitlab.read import fieldreader
+
+    return fieldreader.load_field_reader(path)

@@ -70,6 +70,8 @@ class Sample:
     jpeg: bytes | None  # the JPEG file when the variant compresses; image is its decoded pixels
     boxes: tuple[tuple[Box, ...], ...] = ()  # per line, each digit's box in the image (after the camera)
     nuisances: tuple[str, ...] = ()  # which of "boxes", "ruling", "touching", "overlapping", "inverted" it has
+    # (digitlab.read.fields: which of fields.NUISANCES)
+    raw: tuple[str, ...] = ()  # per line, what was written with separators and marks (fields); () when = lines
     # (H, W) int16, only when asked for: which digit drew each pixel's ink (k + 1 for the k-th digit, lines
     # in order; 0 for paper); where two digits overlap, the one whose ink is stronger there
     owner: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -386,16 +388,22 @@ def generate(digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, n: int, se
 def write_benchmark(folder: str | Path, digits: np.ndarray, labels: np.ndarray, spec: SynthSpec, n: int,
                     seed: int) -> Path:
     """Write n images and labels.csv (filename,string; lines separated by a space) into folder."""
+    return write_samples(folder, generate(digits, labels, spec, n, seed), spec.name, seed)
+
+
+def write_samples(folder: str | Path, samples: list[Sample], name: str, seed: int) -> Path:
+    """Write the samples' images (JPEG when they were compressed, else PNG) and labels.csv (filename,string;
+    lines separated by a space) into folder, for `digitlab eval-read`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i, sample in enumerate(generate(digits, labels, spec, n, seed)):
-        name = f"{spec.name}-{seed}-{i:04d}{'.jpg' if sample.jpeg else '.png'}"
+    for i, sample in enumerate(samples):
+        file = f"{name}-{seed}-{i:04d}{'.jpg' if sample.jpeg else '.png'}"
         if sample.jpeg:
-            (folder / name).write_bytes(sample.jpeg)
+            (folder / file).write_bytes(sample.jpeg)
         else:
-            cv2.imwrite(str(folder / name), sample.image)
-        rows.append((name, sample.text))
+            cv2.imwrite(str(folder / file), sample.image)
+        rows.append((file, sample.text))
     with open(folder / "labels.csv", "w", newline="") as f:
         csv.writer(f).writerows([("filename", "string"), *rows])
     return folder / "labels.csv"

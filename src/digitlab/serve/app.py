@@ -61,6 +61,7 @@ class Script:
     recognizer: Any  # digitlab.engine.Recognizer
     verifier: Any  # Checkpoint or None
     line_reader: Any  # Checkpoint or None
+    field_reader: Any = None  # Checkpoint or None: reads /v1/read?field=true
 
     def describe(self) -> dict[str, Any]:
         meta = self.recognizer.meta
@@ -68,14 +69,14 @@ class Script:
         return {"script": self.name, "source": self.source, "model": meta.get("model"), "dataset": meta.get("dataset"),
                 "classes": self.recognizer.classes, "test_accuracy": metrics.get("test_accuracy"),
                 "backend": self.recognizer.backend, "verifier": self.verifier is not None,
-                "line_reader": self.line_reader is not None}
+                "line_reader": self.line_reader is not None, "field_reader": self.field_reader is not None}
 
 
 def load_scripts(config: ServeConfig) -> dict[str, Script]:
     """The configured models (default: every bundled set), loaded and ready."""
     from digitlab import pretrained
     from digitlab.engine import as_recognizer
-    from digitlab.read import linereader, verifier
+    from digitlab.read import fieldreader, linereader, verifier
 
     # every bundled set, the default one (MNIST) first: the first is what a request naming no script gets
     models = config.models or {name: None for name in sorted(pretrained.names(), key=lambda n: n != pretrained.DEFAULT)}
@@ -86,7 +87,8 @@ def load_scripts(config: ServeConfig) -> dict[str, Script]:
         folder = str(pretrained.bundled(name)) if source is None else source
         recognizer = as_recognizer(folder, config.backend, config.threads)
         helpers = []
-        for module, load in ((verifier, verifier.load_verifier), (linereader, linereader.load_line_reader)):
+        for module, load in ((verifier, verifier.load_verifier), (linereader, linereader.load_line_reader),
+                             (fieldreader, fieldreader.load_field_reader)):
             found = None if folder.endswith(".onnx") else module.beside(folder)
             helpers.append(load(found) if found else None)
         scripts[name] = Script(name, "bundled" if source is None else source, recognizer, *helpers)
@@ -160,12 +162,17 @@ def create_app(config: ServeConfig | None = None):
         return JSONResponse(await compute(predict_one, chosen, data, config))
 
     @app.post("/v1/read", openapi_extra=image_body(), response_class=JSONResponse)
-    async def read(request: Request, script: str | None = None, annotate: bool = False) -> JSONResponse:
+    async def read(request: Request, script: str | None = None, annotate: bool = False,
+                   field: bool = False) -> JSONResponse:
         """Read every digit string: text, confidence, lines with each digit's box and confidence; with
-        annotate=true also the image with boxes and digits drawn, as a base64 PNG."""
+        annotate=true also the image with boxes and digits drawn, as a base64 PNG. field=true: the image is
+        one number in its field (a cheque amount, a table cell), read whole by the script's field reader;
+        `raw` is the number as written (separators and marks kept)."""
         data, form_script = await image_bytes(request, config.max_bytes)
         chosen = script_of(request, script or form_script)
-        return JSONResponse(await compute(read_one, chosen, data, config, annotate))
+        if field and chosen.field_reader is None:
+            raise ApiError(404, f"script {chosen.name!r} has no field reader: read without field=true")
+        return JSONResponse(await compute(read_one, chosen, data, config, annotate, field))
 
     return Guard(app, config.max_bytes, config.api_keys)
 
@@ -261,8 +268,14 @@ def reading_of(script: Script, data: bytes, config: ServeConfig):
                     script.line_reader)
 
 
-def read_one(script: Script, data: bytes, config: ServeConfig, annotate: bool) -> dict[str, Any]:
-    reading = reading_of(script, data, config)
+def read_one(script: Script, data: bytes, config: ServeConfig, annotate: bool, field: bool = False,
+             ) -> dict[str, Any]:
+    if field:
+        from digitlab.read import read
+
+        reading = read(data, config=read_config(config.max_pixels), field=True, field_reader=script.field_reader)
+    else:
+        reading = reading_of(script, data, config)
     out = {"script": script.name, **reading.to_dict()}
     out.pop("source", None)
     if annotate:

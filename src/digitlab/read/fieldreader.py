@@ -1,0 +1,205 @@
+"""The field reader: one number in the crop that holds it (a cheque amount, a table cell, a form field), read
+from the grey image itself by a CNN + BiLSTM trained with CTC.
+
+The segmenter reads a page by binarizing it and cutting its ink into digits with tuned thresholds; in a
+field the ink it finds includes a security background's wavy lines, a cell's ruling lines and the dark
+band of a page edge, each read as digits or rejected. The field reader has no thresholds: it sees the
+whole field, scaled to LINE_HEIGHT pixels high and brought to ink-bright contrast (``field_image``), and
+emits what was written, separators and marks included (classes: the digits, then ``MARKS``). It learns
+from fields drawn by ``digitlab.read.fields`` with every nuisance at random (domain randomisation), from
+training digits only (MNIST *train*, or a training run's own, so that another script gets its own
+reader); the benchmarks draw theirs from test digits.
+
+    digitlab train-field-reader --out runs/field-reader --data-dir ../shared/datasets
+    digitlab read cheque.png --field                     # the bundled one, when the package has it
+    digitlab read cell.png --field --field-reader runs/field-reader
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from digitlab.atomic import load_arrays, save_arrays, write_text
+from digitlab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from digitlab.data.preprocess import ink_is_dark
+from digitlab.errors import ConfigError
+from digitlab.models import create_model
+from digitlab.models.linereader import LINE_HEIGHT, STRIDE
+from digitlab.read import fields, synth
+from digitlab.read.config import FieldReaderConfig
+from digitlab.read.errors import ReadError
+from digitlab.read.linereader import CTCLoss, LineBatches, Lines, decode, pack_lines, read_lines, unpack_lines
+
+ROLE = "field-reader"  # meta["role"] of a field reader checkpoint
+MARKS = ".,'-=/$*#"  # the classes after the digits: what fields.py writes around a number
+MAX_WIDTH = 1024  # pixels: a field image is cut to this width (32 high: a field 32 times wider than high)
+FIELDS = "fields.npz"  # a field reader run's drawn training and validation fields
+
+
+def classes_of(digit_classes: list[str]) -> list[str]:
+    """A field reader's classes: its script's ten digits, then the marks."""
+    return [*digit_classes, *MARKS]
+
+
+def field_image(gray: np.ndarray) -> np.ndarray:
+    """A field of either polarity (H, W) uint8 -> (LINE_HEIGHT, W') uint8, ink bright on dark: scaled to
+    LINE_HEIGHT - 2 pixels high (aspect kept), its median level (the paper) at 0 and its 99.5th
+    percentile at 255, padded by STRIDE columns each side."""
+    if gray.ndim != 2 or min(gray.shape) < 2:
+        raise ReadError(f"a field image must be 2-D and at least 2x2 pixels, got shape {gray.shape}")
+    g = gray.astype(np.float32)
+    if ink_is_dark(gray):
+        g = 255 - g
+    h, w = g.shape
+    inner = LINE_HEIGHT - 2
+    width = int(min(MAX_WIDTH - 2 * STRIDE, max(2 * STRIDE, round(w * inner / h))))
+    small = cv2.resize(g, (width, inner), interpolation=cv2.INTER_AREA if h > inner else cv2.INTER_LINEAR)
+    lo, hi = np.percentile(small, [50, 99.5])
+    small = np.clip((small - lo) / max(hi - lo, 16.0), 0, 1)
+    out = np.zeros((LINE_HEIGHT, width + 2 * STRIDE), np.float32)
+    out[1:1 + inner, STRIDE:STRIDE + width] = small
+    return (out * 255).round().astype(np.uint8)
+
+
+# --- training data ----------------------------------------------------------------------------------
+
+def make_fields(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, fcfg: FieldReaderConfig) -> Lines:
+    """(field image, class indices of what was written) for n fields drawn from `digits` (labels 0-9)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    index = {c: 10 + k for k, c in enumerate(MARKS)}
+    for _ in range(n):
+        u = rng.random()
+        if u < fcfg.plain_share:
+            sample = fields.make_field(digits, labels, fields.CHEQUE if rng.random() < 0.5 else fields.CELL, rng,
+                                       only=set())
+        else:
+            spec = fields.CHEQUE if u < fcfg.plain_share + fcfg.cheque_share else fields.CELL
+            sample = fields.make_field(digits, labels, spec, rng)
+        out.append((field_image(sample.image), [int(c) if c.isdigit() else index[c] for c in sample.raw[0]]))
+    return out
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FieldReading:
+    text: str  # the digits
+    raw: str  # as written: digits, separators and marks
+    confidence: float  # probability of `raw` under the model (CTC, all alignments)
+    chars: tuple[tuple[str, float, tuple[int, int]], ...]  # (char, its best frame's probability, x span in
+    # the field image's columns [x0, x1))
+    seconds: float
+
+
+def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReading]:
+    """Read gray field images (H, W) uint8 of either polarity with a field reader checkpoint."""
+    started = time.perf_counter()
+    from digitlab.read.linereader import LineImage
+
+    lines = [field_image(g) for g in images]
+    logps = read_lines(reader, [LineImage(image=li, scale=1.0, x0=0, y0=0.0) for li in lines])
+    classes = reader.classes
+    out = []
+    for gray, li, logp in zip(images, lines, logps):
+        best = decode(logp, classes)
+        probs = logp.exp().numpy()
+        scale = gray.shape[0] / (LINE_HEIGHT - 2)
+        chars = tuple((classes[c], float(probs[s:e, c].max()),
+                       (max(0, int((s * STRIDE - STRIDE) * scale)), min(gray.shape[1], int(math.ceil(
+                           (e * STRIDE - STRIDE) * scale)))))
+                      for c, (s, e) in zip(best.labels, best.frames))
+        out.append(FieldReading(text="".join(ch for ch, _, _ in chars if ch not in MARKS), raw=best.text,
+                                confidence=float(math.exp(best.logp)), chars=chars, seconds=0.0))
+    each = (time.perf_counter() - started) / max(1, len(images))
+    return [dataclasses.replace(r, seconds=each) for r in out]
+
+
+# --- training -----------------------------------------------------------------------------------------
+
+def evaluate_fields(model: torch.nn.Module, lines: Lines, size: int = 64) -> tuple[float, float]:
+    from digitlab.read.linereader import evaluate_lines
+
+    return evaluate_lines(model, lines, size)
+
+
+def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data_dir: str | PathLike | None = None,
+                       *, resume: bool = False, progress: bool = True, log: Callable[[str], None] = print,
+                       ) -> dict[str, Any]:
+    """Draw labelled fields from training digits, train the field reader through the one training loop
+    and save it to the run folder out_dir (role "field-reader"); return its metrics. resume=True continues
+    an interrupted run with its saved config and fields."""
+    from digitlab.data import get_spec
+    from digitlab.train import TrainConfig
+    from digitlab.train.loop import open_run, train_loop, write_config
+
+    started = time.perf_counter()
+    fcfg, out = open_run(fcfg, out_dir, resume, FieldReaderConfig)
+    torch.set_num_threads(fcfg.threads)
+    log(f"field reader config: {fcfg.to_dict()}")
+    cached = load_arrays(out / FIELDS) if resume else None
+    if cached is None:
+        dataset, digits, labels = synth.training_digits(fcfg.run, data_dir)
+        if not resume:
+            write_config(out, fcfg)
+        log(f"drawing {fcfg.images} training fields from {len(labels)} {dataset} training digits ...")
+        train = make_fields(digits, labels, fcfg.images, fcfg.seed, fcfg)
+        val = make_fields(digits, labels, fcfg.val_images, fcfg.seed + 10_000, fcfg)
+        save_arrays(out / FIELDS, **pack_lines(train, "train"), **pack_lines(val, "val"), dataset=np.array(dataset))
+    else:
+        train, val, dataset = unpack_lines(cached, "train"), unpack_lines(cached, "val"), str(cached["dataset"])
+    log(f"{len(train)} training fields, {len(val)} validation fields, {time.perf_counter() - started:.0f} s")
+    classes = classes_of(list(get_spec(dataset).classes))
+    meta = {"model": "line-reader", "model_args": {"num_classes": len(classes), "width": fcfg.width,
+                                                   "hidden": fcfg.hidden},
+            "role": ROLE, "dataset": dataset, "classes": classes, "line_height": LINE_HEIGHT, "stride": STRIDE,
+            "config": fcfg.to_dict()}
+    tcfg = TrainConfig(model="line-reader", epochs=fcfg.epochs, batch_size=fcfg.batch_size, optimizer="adam",
+                       lr=fcfg.lr, schedule="onecycle", warmup=0.15, clip_grad=5.0, keep="last", seed=fcfg.seed,
+                       threads=fcfg.threads)
+    torch.manual_seed(fcfg.seed)
+    model = create_model("line-reader", num_classes=len(classes), width=fcfg.width, hidden=fcfg.hidden)
+    result = train_loop(model, LineBatches(train, fcfg.batch_size), CTCLoss(train), tcfg, out=out, resume=resume,
+                        meta=meta, validate=lambda m: evaluate_fields(m, val), progress=progress, log=log,
+                        desc="field reader")
+    if result.diverged:
+        raise ConfigError(f"the field reader's {result.diverged}")
+    history = [{"epoch": r["epoch"], "loss": r["train_loss"], "val_field_accuracy": r["val_accuracy"],
+                "seconds": r["seconds"]} for r in result.history]
+    metrics = {"val_field_accuracy": history[-1]["val_field_accuracy"], "history": history,
+               "train_fields": len(train), "val_fields": len(val), "seconds": time.perf_counter() - started}
+    save_checkpoint(out, model.eval(), {**meta, "metrics": metrics})
+    write_text(out / "summary.json", json.dumps({"role": ROLE, "dataset": dataset, **metrics}, indent=2))
+    log(f"field reader saved to {out}: validation fields read exactly (raw, marks included) "
+        f"{metrics['val_field_accuracy']:.4f}, {metrics['seconds']:.0f} s")
+    return metrics
+
+
+def load_field_reader(path: str | PathLike | Checkpoint) -> Checkpoint:
+    """A field reader checkpoint (or one already loaded); anything else fails with a ReadError."""
+    ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(Path(path))
+    if ckpt.meta.get("role") != ROLE:
+        raise ReadError(f"{path}: not a field reader checkpoint (make one with `digitlab train-field-reader`)")
+    if (ckpt.meta.get("line_height"), ckpt.meta.get("stride")) != (LINE_HEIGHT, STRIDE):
+        raise ReadError(f"{path}: this field reader learnt images {ckpt.meta.get('line_height')} pixels high, but "
+                        f"the reader makes {LINE_HEIGHT}; train one for this version with `digitlab "
+                        f"train-field-reader`")
+    return ckpt
+
+
+def beside(model: str | PathLike) -> Path | None:
+    """The field reader kept in a model's run folder (RUN/field-reader); None when there is none."""
+    folder = Path(model) / "field-reader"
+    return folder if folder.is_dir() else None

@@ -1,0 +1,395 @@
+"""Synthetic fields: one handwritten number in the crop that holds it, with what real documents put around it.
+
+``digitlab.read.synth`` draws pages of digit strings on plain or ruled paper. Real fields hold more:
+a cheque's courtesy amount sits on a printed security background of fine wavy lines, is written small
+with a ballpoint, has thousands separators and a trailing ``.-``; a register's row number sits in a
+table cell between ruling lines, next to the dark band of the page edge or the binding, in faint ink,
+with a full stop after it. Each of those is a named nuisance here (``NUISANCES``), drawn at random per
+image with the chance its variant gives (``CHEQUE``, ``CELL``), or forced on one by one
+(``make_field(..., only={...})``) for tests and pictures (docs/reading-fields.md).
+
+A field's label is its digits (``Sample.text``); ``Sample.raw`` keeps what was written as written,
+separators and marks included (``1.000.-``). Everything is drawn from one ``numpy.random.Generator``:
+(variant, seed, index) fixes an image. The digits come from the arrays given: the benchmarks pass
+MNIST *test* digits (never seen by the models), training passes training digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from digitlab.read.synth import Sample, _digit, _touching_offset
+
+NUISANCES: dict[str, str] = {
+    "guilloche": "a printed security background of fine wavy lines (cheques)",
+    "hatching": "fine printed parallel lines across the field",
+    "tint": "tinted, patterned paper: a darker, uneven background",
+    "small": "small digits at low resolution: 20-40 px high",
+    "separators": "thousands separators between digit groups (. , ' ): in raw, not in text",
+    "trailing": "a mark after the amount (- = .- ,- /-): in raw, not in text",
+    "currency": "a currency sign or fill mark before the amount ($ * #): in raw, not in text",
+    "fullstop": "a full stop after the number (register row numbers): in raw, not in text",
+    "touching": "neighbouring digits that touch (zeros run together)",
+    "rules": "a table's ruling lines: vertical ones through or beside the digits, horizontal ones above and below",
+    "band": "a dark band at one side: the page edge or the binding",
+    "underline": "a stroke under the number",
+    "strike": "a stroke through the number",
+    "stamp": "part of an ink stamp over the field",
+    "thin": "thin ballpoint strokes",
+    "faint": "faint ink: light, low-contrast strokes (pencil, faded iron-gall ink)",
+    "scan": "scanner artefacts: low resolution, hard thresholding, streaks",
+    "photo": "phone-camera artefacts: uneven light, blur, noise, JPEG",
+}
+
+SEPARATORS = (".", ",", "'")
+TRAILING = ("-", "=", ".-", ",-", "/-", ".--")
+CURRENCY = ("$", "*", "#")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    digits: tuple[int, int]  # digits per field, inclusive range
+    height: tuple[float, float]  # pixels, a digit's 20x20 MNIST box (without "small")
+    chances: tuple[tuple[str, float], ...]  # (nuisance, probability per image); the others never happen
+
+    def chance(self, name: str) -> float:
+        return dict(self.chances).get(name, 0.0)
+
+
+CHEQUE = FieldSpec(name="cheque", digits=(3, 7), height=(24, 44), chances=(
+    ("guilloche", 0.7), ("hatching", 0.25), ("tint", 0.6), ("small", 0.8), ("separators", 0.5), ("trailing", 0.5),
+    ("currency", 0.15), ("touching", 0.3), ("underline", 0.1), ("stamp", 0.05), ("thin", 0.5), ("faint", 0.25),
+    ("scan", 0.4), ("photo", 0.3)))
+CELL = FieldSpec(name="cell", digits=(1, 3), height=(24, 48), chances=(
+    ("rules", 0.9), ("band", 0.5), ("fullstop", 0.4), ("underline", 0.2), ("strike", 0.08), ("tint", 0.4),
+    ("small", 0.5), ("touching", 0.1), ("faint", 0.5), ("thin", 0.2), ("stamp", 0.03), ("scan", 0.6),
+    ("photo", 0.15)))
+VARIANTS = {s.name: s for s in (CHEQUE, CELL)}
+
+
+def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.random.Generator,
+               only: set[str] | frozenset[str] | None = None) -> Sample:
+    """One field image. digits: (N, 28, 28) uint8 white-on-black digit images, labels (N,). only: exactly
+    these nuisances (tests, pictures) instead of the spec's chances."""
+    if only is not None:
+        unknown = set(only) - set(NUISANCES)
+        if unknown:
+            raise ValueError(f"unknown nuisances {sorted(unknown)}; known: {', '.join(NUISANCES)}")
+        on = set(only)
+    else:
+        on = {name for name, p in spec.chances if rng.random() < p}
+    n = int(rng.integers(spec.digits[0], spec.digits[1] + 1))
+    picks = rng.integers(0, len(digits), n)
+    text = "".join(str(int(labels[i])) for i in picks)
+    tokens = _tokens(text, on, rng)
+    raw = "".join(tokens)
+
+    h = rng.uniform(20, 40) if "small" in on else rng.uniform(*spec.height)
+    stroke = rng.uniform(-0.6, -0.3) if "thin" in on else rng.uniform(-0.3, 0.8)
+    ink, boxes = _ink_line(tokens, digits[picks], h, stroke, "touching" in on, "thin" in on, rng)
+
+    # The crop around the number: margins as a form's field or a table's cell leaves them
+    ih, iw = ink.shape
+    left, right = (int(rng.uniform(0.2, 1.2) * h) for _ in range(2))
+    top, bottom = int(rng.uniform(0.1, 0.5) * h), int(rng.uniform(0.1, 0.5) * h)
+    band = int(rng.uniform(0.1, 0.3) * (iw + left + right)) if "band" in on else 0
+    band_left = bool(rng.random() < 0.5)
+    canvas = np.zeros((ih + top + bottom, iw + left + right + band), np.float32)
+    x0 = left + (band if band_left else 0)
+    canvas[top:top + ih, x0:x0 + iw] = ink
+    boxes = tuple((x + x0, y + top, w, bh) for x, y, w, bh in boxes)
+    hh, ww = canvas.shape
+
+    paper = _paper((hh, ww), "tint" in on, rng)
+    img = paper.copy()
+    if "guilloche" in on:
+        img = np.minimum(img, paper * (1 - _guilloche((hh, ww), rng)))
+    if "hatching" in on:
+        img = np.minimum(img, paper * (1 - _hatching((hh, ww), rng)))
+    if "rules" in on:
+        img = np.minimum(img, paper * (1 - _rules((hh, ww), (x0, x0 + iw), top, top + ih, h, rng)))
+    if band:
+        img = _band(img, band, band_left, rng)
+
+    faint = "faint" in on
+    ink_level = rng.uniform(100, 170) if faint else rng.uniform(0, 80)
+    opacity = rng.uniform(0.5, 0.8) if faint else rng.uniform(0.85, 1.0)
+    strokes = canvas.copy()
+    width = max(1, int(round(h / 12 + stroke * h / 40)))
+    if "underline" in on:
+        _wavy(strokes, (x0 - 0.1 * h, top + ih + 0.1 * h), (x0 + iw + 0.1 * h, top + ih + 0.05 * h), width, rng)
+    if "strike" in on:
+        _wavy(strokes, (x0 - 0.1 * h, top + ih * rng.uniform(0.3, 0.7)),
+              (x0 + iw + 0.1 * h, top + ih * rng.uniform(0.3, 0.7)), width, rng)
+    img = img * (1 - opacity * strokes) + ink_level * opacity * strokes
+    if "stamp" in on:
+        img = np.minimum(img, 255 - (255 - rng.uniform(60, 150)) * _stamp((hh, ww), h, rng))
+
+    jpeg = None
+    if "scan" in on:
+        img = _scan(img, rng)
+    if "photo" in on:
+        img, jpeg = _photo(img, rng)
+    else:
+        img = img + rng.normal(0, rng.uniform(0.5, 3.0), img.shape).astype(np.float32)
+    img = np.clip(img, 0, 255).round().astype(np.uint8)
+    if jpeg is not None:
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return Sample(image=img, lines=(text,), indices=(tuple(int(i) for i in picks),), jpeg=jpeg, boxes=(boxes,),
+                  nuisances=tuple(name for name in NUISANCES if name in on), raw=(raw,))
+
+
+def generate_fields(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, n: int, seed: int) -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    return [make_field(digits, labels, spec, rng) for _ in range(n)]
+
+
+def _tokens(text: str, on: set[str], rng: np.random.Generator) -> list[str]:
+    """What is written, one token per glyph: the digits, with separators, a sign before and a mark after
+    as the nuisances ask."""
+    tokens = list(text)
+    if "separators" in on and len(text) >= 4:
+        sep = SEPARATORS[int(rng.integers(len(SEPARATORS)))]
+        grouped: list[str] = []
+        for k, d in enumerate(text):
+            if k and (len(text) - k) % 3 == 0:
+                grouped.append(sep)
+            grouped.append(d)
+        tokens = grouped
+    if "currency" in on:
+        tokens.insert(0, CURRENCY[int(rng.integers(len(CURRENCY)))])
+    if "trailing" in on:
+        tokens += list(TRAILING[int(rng.integers(len(TRAILING)))])
+    elif "fullstop" in on:
+        tokens.append(".")
+    return tokens
+
+
+def _ink_line(tokens: list[str], imgs: np.ndarray, h: float, stroke: float, touching: bool, thin: bool,
+              rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """The tokens written on one baseline as float ink (about 1.4 h tall) and each digit's (x, y, w, h).
+    thin: a ballpoint's narrow strokes, the soft edges of each (MNIST's pen) cut away."""
+    slant = rng.uniform(-0.2, 0.2)
+    cut = rng.uniform(0.45, 0.7) if thin else 0.0
+    glyphs, k = [], 0
+    for t in tokens:
+        if t.isdigit():
+            g = _digit(imgs[k], h * rng.uniform(0.9, 1.1), slant + rng.uniform(-0.05, 0.05), stroke)
+            glyphs.append((t, np.clip((g - cut) / (1 - cut), 0, 1) if cut else g))
+            k += 1
+        else:
+            glyphs.append((t, _mark(t, h, stroke, rng)))
+    height = int(1.4 * h) + 4
+    baseline = int(1.2 * h)
+    line = np.zeros((height, int(sum(g.shape[1] for _, g in glyphs) + (len(glyphs) + 1) * h)), np.float32)
+    x, boxes = 0.0, []
+    for i, (t, g) in enumerate(glyphs):
+        gh, gw = g.shape
+        if t.isdigit():
+            bottom = int(np.clip(baseline + rng.uniform(-0.04, 0.04) * h, gh, height))
+        else:  # marks sit where they are written: a dot on the line, a dash at mid-height
+            bottom = int(np.clip(baseline - _MARK_RAISE.get(t, 0.0) * h, gh, height))
+        top = bottom - gh
+        prev_digit = i > 0 and glyphs[i - 1][0].isdigit()
+        if i == 0:
+            xi = 1
+        elif touching and t.isdigit() and prev_digit and rng.random() < 0.5:
+            xi = _touching_offset(line, g, top, x, 1.0, h)
+        else:
+            xi = int(round(x + rng.uniform(0.05, 0.35) * h))
+        xi = max(0, xi)
+        region = line[top:bottom, xi:xi + gw]
+        np.maximum(region, g[:, : region.shape[1]], out=region)
+        if t.isdigit():
+            boxes.append((xi, top, min(gw, region.shape[1]), gh))
+        x = max(x, xi + gw)
+    return line[:, : int(x) + 2], boxes
+
+
+_MARK_RAISE = {"-": 0.45, "=": 0.4, "/": 0.0, "'": 0.75, "$": -0.05, "*": 0.35, "#": 0.0}
+
+
+def _mark(ch: str, h: float, stroke: float, rng: np.random.Generator) -> np.ndarray:
+    """A handwritten separator or sign as float ink, cropped to its strokes."""
+    width = max(1, int(round(h / 10 + stroke * h / 40)))
+    size = int(h) + 2 * width + 2
+    canvas = np.zeros((size, size), np.float32)
+
+    def stroke_(p, q):
+        cv2.line(canvas, (int(p[0] * h) + width, int(p[1] * h) + width), (int(q[0] * h) + width,
+                 int(q[1] * h) + width), 1.0, width, cv2.LINE_AA)
+
+    j = lambda: rng.uniform(-0.04, 0.04)  # noqa: E731 - a hand's wobble
+    if ch == ".":
+        cv2.circle(canvas, (width + 2, size - width - 2), max(1, int(width * rng.uniform(0.7, 1.2))), 1.0, -1,
+                   cv2.LINE_AA)
+    elif ch == ",":
+        stroke_((0.12, 0.82 + j()), (0.05, 1.0))
+    elif ch == "'":
+        stroke_((0.1, 0.0), (0.05, 0.22 + j()))
+    elif ch == "-":
+        stroke_((0.0, 0.5 + j()), (rng.uniform(0.3, 0.6), 0.5 + j()))
+    elif ch == "=":
+        w = rng.uniform(0.3, 0.6)
+        stroke_((0.0, 0.4 + j()), (w, 0.4 + j()))
+        stroke_((0.0, 0.62 + j()), (w, 0.62 + j()))
+    elif ch == "/":
+        stroke_((0.45, 0.1), (0.05, 1.0))
+    elif ch == "$":
+        u8 = np.zeros((size, size), np.uint8)
+        cv2.putText(u8, "$", (width, size - width - 2), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, h / 30, 255, width,
+                    cv2.LINE_AA)
+        canvas = u8.astype(np.float32) / 255
+    elif ch == "*":
+        for a in (0.0, 60.0, 120.0):
+            c, s = np.cos(np.deg2rad(a)) * 0.2, np.sin(np.deg2rad(a)) * 0.2
+            stroke_((0.25 - c, 0.3 - s), (0.25 + c, 0.3 + s))
+    elif ch == "#":
+        stroke_((0.15, 0.15), (0.1, 0.85))
+        stroke_((0.4, 0.15), (0.35, 0.85))
+        stroke_((0.0, 0.4), (0.5, 0.4))
+        stroke_((0.0, 0.62), (0.5, 0.62))
+    rows, cols = np.flatnonzero(canvas.max(1) > 0.2), np.flatnonzero(canvas.max(0) > 0.2)
+    if rows.size == 0:
+        return np.zeros((1, 1), np.float32)
+    return canvas[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def _paper(shape: tuple[int, int], tint: bool, rng: np.random.Generator) -> np.ndarray:
+    """Paper brightness: white-ish, or a tinted paper's darker, blotchy grey."""
+    hh, ww = shape
+    base = rng.uniform(140, 210) if tint else rng.uniform(200, 248)
+    amplitude = rng.uniform(4, 14) if tint else rng.uniform(1, 5)
+    coarse = rng.normal(0, 1, (max(2, hh // 12), max(2, ww // 12))).astype(np.float32)
+    return base + amplitude * cv2.resize(coarse, (ww, hh), interpolation=cv2.INTER_CUBIC) \
+        + rng.normal(0, 0.5, shape).astype(np.float32)
+
+
+def _guilloche(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Darkness (0..1) of a printed pattern of fine wavy lines: one or two families of sinusoids."""
+    hh, ww = shape
+    out = np.zeros(shape, np.float32)
+    xs = np.arange(ww, dtype=np.float32)
+    for _ in range(int(rng.integers(1, 3))):
+        spacing = rng.uniform(2.5, 7.0)
+        amp, wavelength, phase = rng.uniform(1, 0.4 * hh), rng.uniform(20, 120), rng.uniform(0, 2 * np.pi)
+        tone = rng.uniform(0.15, 0.5)
+        layer = np.zeros(shape, np.float32)
+        for y0 in np.arange(-amp - spacing, hh + amp + spacing, spacing):
+            ys = y0 + amp * np.sin(2 * np.pi * xs / wavelength + phase + 0.15 * y0)
+            points = np.stack([xs, ys], 1).round().astype(np.int32)[None]
+            cv2.polylines(layer, points, False, 1.0, 1, cv2.LINE_AA)
+        out = np.maximum(out, tone * layer)
+    return out
+
+
+def _hatching(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Darkness (0..1) of fine parallel printed lines at one angle."""
+    hh, ww = shape
+    layer = np.zeros(shape, np.float32)
+    spacing, angle = rng.uniform(3, 8), rng.uniform(20, 160)
+    dx, dy = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
+    reach = hh + ww
+    for off in np.arange(-reach, reach, spacing):
+        cx, cy = ww / 2 + off * dy, hh / 2 - off * dx
+        cv2.line(layer, (int(cx - reach * dx), int(cy - reach * dy)), (int(cx + reach * dx), int(cy + reach * dy)),
+                 1.0, 1, cv2.LINE_AA)
+    return rng.uniform(0.15, 0.45) * layer
+
+
+def _rules(shape: tuple[int, int], ink_x: tuple[int, int], top: int, bottom: int, h: float,
+           rng: np.random.Generator) -> np.ndarray:
+    """Darkness (0..1) of a table's ruling lines: the cell's horizontal borders, a vertical border beside
+    the number and often one through it (a column line the number was written across)."""
+    hh, ww = shape
+    layer = np.zeros(shape, np.float32)
+    thick = int(rng.integers(1, 4))
+    for y in (int(rng.uniform(0, max(1, top))), int(rng.uniform(min(bottom, hh - 1), hh))):
+        if rng.random() < 0.8:
+            cv2.line(layer, (0, y), (ww, y + int(rng.integers(-2, 3))), 1.0, thick, cv2.LINE_AA)
+    verticals = []
+    if rng.random() < 0.8:  # beside: in the margin left or right of the number
+        verticals.append(int(rng.uniform(0, max(1, ink_x[0]))) if rng.random() < 0.5
+                         else int(rng.uniform(min(ink_x[1], ww - 1), ww)))
+    if rng.random() < 0.6:  # through the number
+        verticals.append(int(rng.uniform(*ink_x)))
+    for x in verticals:
+        cv2.line(layer, (x, 0), (x + int(rng.integers(-2, 3)), hh), 1.0, thick, cv2.LINE_AA)
+    return rng.uniform(0.4, 0.85) * layer
+
+
+def _band(img: np.ndarray, band: int, left: bool, rng: np.random.Generator) -> np.ndarray:
+    """A dark band at one side with a soft edge: the page edge, the binding's shadow or the scanner lid."""
+    hh, ww = img.shape
+    level = rng.uniform(10, 90)
+    soft = rng.uniform(1, 0.5 * band + 1)
+    x = np.arange(ww, dtype=np.float32)
+    edge = band + rng.uniform(-2, 2, hh).cumsum().clip(-0.2 * band, 0.2 * band)[:, None]  # a wavering edge
+    dist = (edge - x[None]) if left else (x[None] - (ww - edge))
+    cover = np.clip(0.5 + dist / (2 * soft), 0, 1)
+    return img * (1 - cover) + level * cover
+
+
+def _wavy(canvas: np.ndarray, p: tuple[float, float], q: tuple[float, float], width: int,
+          rng: np.random.Generator) -> None:
+    """A handwritten stroke from p to q drawn into canvas (float ink), with a slight wave."""
+    n = 12
+    t = np.linspace(0, 1, n)
+    xs = p[0] + (q[0] - p[0]) * t
+    ys = p[1] + (q[1] - p[1]) * t + rng.uniform(0.5, 2.0) * np.sin(2 * np.pi * t * rng.uniform(0.5, 1.5))
+    points = np.stack([xs, ys], 1).round().astype(np.int32)[None]
+    cv2.polylines(canvas, points, False, 1.0, width, cv2.LINE_AA)
+
+
+def _stamp(shape: tuple[int, int], h: float, rng: np.random.Generator) -> np.ndarray:
+    """Darkness (0..1) of part of a round ink stamp: a double ring and some lettering marks, unevenly inked."""
+    hh, ww = shape
+    layer = np.zeros(shape, np.float32)
+    r = rng.uniform(1.0, 2.5) * h
+    cx, cy = int(rng.uniform(0, ww)), int(rng.uniform(-0.5 * r, hh + 0.5 * r))
+    thick = int(rng.integers(1, 4))
+    cv2.circle(layer, (cx, cy), int(r), 1.0, thick, cv2.LINE_AA)
+    cv2.circle(layer, (cx, cy), int(0.8 * r), 1.0, max(1, thick - 1), cv2.LINE_AA)
+    for _ in range(int(rng.integers(4, 12))):
+        a = rng.uniform(0, 2 * np.pi)
+        p = (cx + 0.9 * r * np.cos(a), cy + 0.9 * r * np.sin(a))
+        cv2.line(layer, (int(p[0]), int(p[1])), (int(p[0] + rng.uniform(-4, 4)), int(p[1] + rng.uniform(-4, 4))),
+                 1.0, 1, cv2.LINE_AA)
+    patchy = cv2.resize(rng.uniform(0.3, 1.0, (max(2, hh // 8), max(2, ww // 8))).astype(np.float32), (ww, hh))
+    return layer * patchy
+
+
+def _scan(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A cheap scanner: lower resolution, sometimes a hard black-and-white threshold, a streak."""
+    hh, ww = img.shape
+    f = rng.uniform(0.45, 0.85)
+    small = cv2.resize(img, (max(1, int(ww * f)), max(1, int(hh * f))), interpolation=cv2.INTER_AREA)
+    img = cv2.resize(small, (ww, hh), interpolation=cv2.INTER_LINEAR if rng.random() < 0.5 else cv2.INTER_NEAREST)
+    if rng.random() < 0.3:
+        u8 = np.clip(img, 0, 255).astype(np.uint8)
+        _, binary = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        img = binary.astype(np.float32)
+    if rng.random() < 0.3:  # a streak along the scan direction, light or dark
+        x = int(rng.integers(0, ww))
+        img[:, x:x + int(rng.integers(1, 3))] += rng.choice([-1, 1]) * rng.uniform(30, 90)
+    return img
+
+
+def _photo(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bytes]:
+    """A phone camera: uneven light, defocus, sensor noise and JPEG -> (pixels, the JPEG file)."""
+    hh, ww = img.shape
+    yy, xx = np.mgrid[0:hh, 0:ww].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * xx / ww + np.sin(angle) * yy / hh
+    ramp = (ramp - ramp.min()) / max(1e-6, float(ramp.max() - ramp.min()))
+    img = img * (1 - rng.uniform(0, 0.4) * ramp)
+    sigma = rng.uniform(0.3, 1.3)
+    img = cv2.GaussianBlur(img, (0, 0), sigma)
+    img = img + rng.normal(0, rng.uniform(2, 8), img.shape).astype(np.float32)
+    u8 = np.clip(img, 0, 255).round().astype(np.uint8)
+    jpeg = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 85))])[1].tobytes()
+    return u8.astype(np.float32), jpeg

@@ -1,0 +1,107 @@
+"""The field reader (digitlab.read.fieldreader) and field mode (`read --field`, read(..., field=True))."""
+
+import json
+
+import numpy as np
+import pytest
+
+from digitlab.cli import main
+from digitlab.read import ReadError, fields, synth
+from digitlab.read import fieldreader as fr
+from digitlab.read.recognize import read
+
+
+@pytest.fixture(scope="module")
+def brief_reader(shared_data_dir, tmp_path_factory):
+    """A field reader trained for a few seconds: too brief to read well, enough to learn something."""
+    out = tmp_path_factory.mktemp("field-reader")
+    cfg = fr.FieldReaderConfig(images=768, val_images=64, epochs=2, batch_size=32, threads=1)
+    metrics = fr.train_field_reader(cfg, out, shared_data_dir, progress=False, log=lambda s: None)
+    return out, metrics
+
+
+def test_field_images_are_line_height_ink_bright_and_either_polarity_gives_the_same(shared_data_dir):
+    sample = fields.make_field(*synth.load_test_digits(shared_data_dir), fields.CELL, np.random.default_rng(0),
+                               only={"rules"})
+    dark_ink, light_ink = fr.field_image(sample.image), fr.field_image(255 - sample.image)
+    assert dark_ink.shape[0] == 32 and dark_ink.dtype == np.uint8
+    assert np.median(dark_ink) < 40 and dark_ink.max() == 255  # the paper dark, the ink bright
+    assert np.abs(dark_ink.astype(int) - light_ink).mean() < 3
+    with pytest.raises(ReadError, match="2-D"):
+        fr.field_image(np.zeros((1, 40), np.uint8))
+
+
+def test_training_fields_are_labelled_as_written(shared_data_dir):
+    digits, labels = synth.load_test_digits(shared_data_dir)
+    lines = fr.make_fields(digits, labels, 60, 3, fr.FieldReaderConfig())
+    written = ["".join(fr.classes_of([str(d) for d in range(10)])[c] for c in target) for _, target in lines]
+    assert any(any(c in fr.MARKS for c in w) for w in written)  # separators and marks are classes
+    assert all(img.shape[0] == 32 for img, _ in lines)
+
+
+def test_a_briefly_trained_field_reader_learns_saves_and_reads(brief_reader, shared_data_dir):
+    out, metrics = brief_reader
+    history = metrics["history"]
+    assert history[-1]["loss"] < 0.8 * history[0]["loss"]  # CTC loss falls as it learns
+    ckpt = fr.load_field_reader(out)
+    assert ckpt.meta["role"] == fr.ROLE and ckpt.classes[10:] == list(fr.MARKS)
+    sample = fields.make_field(*synth.load_test_digits(shared_data_dir), fields.CHEQUE, np.random.default_rng(5))
+    reading = read(sample.image, field=True, field_reader=out)
+    assert reading.raw == reading.raw_text and set(reading.text) <= set("0123456789")
+    assert reading.text == "".join(c for c in reading.raw if c.isdigit())
+    assert 0.0 <= reading.confidence <= 1.0 and len(reading.lines) <= 1
+    for d in reading.digits:  # each digit's box lies in the field
+        x, y, w, h = d.box
+        assert 0 <= x and x + w <= sample.image.shape[1] and h == sample.image.shape[0]
+    assert reading.to_dict()["raw"] == reading.raw
+
+
+def test_read_field_on_the_command_line(brief_reader, tmp_path, capsys):
+    import cv2
+
+    out, _ = brief_reader
+    image = tmp_path / "cell.png"
+    cv2.imwrite(str(image), fields.make_field(np.zeros((1, 28, 28), np.uint8) + 0, np.zeros(1, int), fields.CELL,
+                                              np.random.default_rng(1)).image)
+    assert main(["read", str(image), "--field", "--field-reader", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed[0]["source"] == str(image) and "raw" in printed[0]
+
+
+def test_field_mode_without_a_field_reader_or_with_another_checkpoint_fails_in_one_line(digits_run, capsys,
+                                                                                         tmp_path):
+    image = tmp_path / "x.png"
+    import cv2
+
+    cv2.imwrite(str(image), np.full((40, 90), 255, np.uint8))
+    assert main(["read", str(image), "--field", "--checkpoint", str(digits_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no field reader" in err and "train-field-reader" in err
+    with pytest.raises(ReadError, match="not a field reader"):
+        fr.load_field_reader(digits_run)
+
+
+def test_eval_read_field_mode_reports_exact_match_after_rejection(brief_reader, shared_data_dir, tmp_path,
+                                                                   capsys):
+    out, _ = brief_reader
+    samples = fields.generate_fields(*synth.load_test_digits(shared_data_dir), fields.CELL, 6, seed=2)
+    synth.write_samples(tmp_path / "cells", samples, "cell", 2)
+    code = main(["eval-read", str(tmp_path / "cells"), "--field", "--field-reader", str(out),
+                 "--out", str(tmp_path / "report")])
+    printed = capsys.readouterr().out
+    assert code == 0 and "images: 6" in printed and "least confident images rejected" in printed
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["field"] and set(report["exact_at_rejection"]) == {"0", "0.05", "0.1"}
+    assert (tmp_path / "report" / "rejection.png").stat().st_size > 1000
+
+
+def test_exact_match_after_rejecting_the_least_confident():
+    from digitlab.read.evaluate import ItemResult, exact_after_rejecting
+
+    def item(confidence, right):
+        return ItemResult("f", "12", "12" if right else "13", confidence, 0.0, 0 if right else 1, 2, 0, 2,
+                          None if right else "misread")
+
+    results = [item(0.1, False), item(0.2, False)] + [item(0.9, True)] * 16 + [item(0.95, False)] * 2
+    assert exact_after_rejecting(results, 0.0) == pytest.approx(16 / 20)
+    assert exact_after_rejecting(results, 0.10) == pytest.approx(16 / 18)  # the two least confident go

@@ -1,0 +1,139 @@
+"""The synthetic fields' nuisances (digitlab.read.fields): each draws what its name says, and only when on."""
+
+import numpy as np
+import pytest
+
+from digitlab.read import fields, synth
+
+
+@pytest.fixture(scope="module")
+def digits(shared_data_dir):
+    return synth.load_test_digits(shared_data_dir)
+
+
+def field(digits, only, seed=0, spec=fields.CHEQUE):
+    return fields.make_field(*digits, spec, np.random.default_rng(seed), only=set(only))
+
+
+def background(sample) -> np.ndarray:
+    """The pixels away from every digit's box (2 px round them) and away from the marks between them."""
+    keep = np.ones(sample.image.shape, bool)
+    xs = [x for x, _, w, _ in sample.boxes[0]] + [x + w for x, _, w, _ in sample.boxes[0]]
+    ys = [y for _, y, _, _ in sample.boxes[0]] + [y + h for _, y, _, h in sample.boxes[0]]
+    keep[max(0, min(ys) - 2):max(ys) + 2, max(0, min(xs) - 2):max(xs) + 12] = False
+    return sample.image[keep].astype(float)
+
+
+def test_a_plain_field_holds_its_digits_and_is_reproducible(digits):
+    a, b = field(digits, ()), field(digits, ())
+    assert np.array_equal(a.image, b.image) and a.text == b.text and a.raw == (a.text,)
+    assert a.nuisances == () and a.image.dtype == np.uint8 and 3 <= len(a.text) <= 7
+    assert len(a.boxes[0]) == len(a.text)
+    assert a.image.std() > 20  # ink on paper
+
+
+def test_printed_backgrounds_put_fine_lines_where_there_was_plain_paper(digits):
+    plain = background(field(digits, (), seed=3)).std()
+    for name in ("guilloche", "hatching"):
+        sample = field(digits, (name,), seed=3)
+        assert sample.nuisances == (name,)
+        assert background(sample).std() > 3 * plain, name
+
+
+def test_tinted_paper_is_darker(digits):
+    assert np.median(background(field(digits, ("tint",), seed=4))) < np.median(background(field(digits, (), seed=4)))
+
+
+def test_small_digits_are_20_to_40_pixels_high(digits):
+    for seed in range(10):
+        sample = field(digits, ("small",), seed=seed)
+        heights = [h for _, _, _, h in sample.boxes[0]]
+        assert 12 <= min(heights) and max(heights) <= 46, heights  # 20-40 px boxes; a digit's ink fills most of it
+
+
+def test_separators_trailing_marks_and_signs_stay_out_of_the_text(digits):
+    seen = set()
+    for seed in range(30):
+        for name in ("separators", "trailing", "currency", "fullstop"):
+            sample = field(digits, (name,), seed=seed)
+            raw, text = sample.raw[0], sample.text
+            assert "".join(c for c in raw if c.isdigit()) == text
+            if name == "separators" and len(text) >= 4:
+                groups = raw.replace(",", ".").replace("'", ".").split(".")
+                assert len(groups) == (len(text) + 2) // 3 and all(len(g) == 3 for g in groups[1:]), raw
+                seen.add(name)
+            if name == "trailing":
+                assert raw[len(text):] in fields.TRAILING
+                seen.add(name)
+            if name == "currency":
+                assert raw[0] in fields.CURRENCY
+                seen.add(name)
+            if name == "fullstop":
+                assert raw == text + "."
+                seen.add(name)
+    assert seen == {"separators", "trailing", "currency", "fullstop"}
+
+
+def long_dark_run(mask: np.ndarray, axis: int) -> float:
+    """The largest share of the image's extent that one row (axis=1) or column (axis=0) is dark over."""
+    return float(mask.mean(axis=axis).max())
+
+
+def test_table_rules_cross_the_whole_cell(digits):
+    found = 0
+    for seed in range(6):
+        sample = field(digits, ("rules",), seed=seed, spec=fields.CELL)
+        plain = field(digits, (), seed=seed, spec=fields.CELL)
+        dark = sample.image < np.median(sample.image) - 40
+        gain = max(long_dark_run(dark, 0), long_dark_run(dark, 1))
+        found += gain > 0.9 and gain > long_dark_run(plain.image < np.median(plain.image) - 40, 0) + 0.2
+    assert found >= 4  # most cells get a line through all of them (a few draw all theirs faint or none)
+
+
+def test_the_page_edge_band_darkens_one_side(digits):
+    for seed in range(6):
+        sample = field(digits, ("band",), seed=seed, spec=fields.CELL)
+        columns = sample.image.mean(0)
+        edge = min(columns[:3].mean(), columns[-3:].mean())
+        assert edge < 100 and max(columns[:3].mean(), columns[-3:].mean()) > 140, seed
+
+
+def test_strokes_over_the_number_and_under_it(digits):
+    for name in ("strike", "underline"):
+        sample, plain = field(digits, (name,), seed=5), field(digits, (), seed=5)  # the same field, stroke aside
+        x0 = min(x for x, _, _, _ in sample.boxes[0])
+        x1 = max(x + w for x, _, w, _ in sample.boxes[0])
+        top = min(y for _, y, _, _ in sample.boxes[0])
+        bottom = max(y + h for _, y, _, h in sample.boxes[0])
+        added = (sample.image < 120) & (plain.image > 180)  # paper there before, dark now
+        rows = np.flatnonzero(added.any(1))
+        assert added[:, x0:x1].any(0).mean() > 0.5, name  # along the number (the digits cover the rest)
+        if name == "strike":
+            assert top <= rows.min() and rows.max() <= bottom + 2
+        else:
+            assert rows.min() >= bottom - 2
+
+
+def test_faint_and_thin_ink_is_lighter_or_narrower(digits):
+    plain, faint, thin = (field(digits, only, seed=6) for only in ((), ("faint",), ("thin",)))
+    assert np.percentile(faint.image, 1) > np.percentile(plain.image, 1) + 40
+    assert (thin.image < 128).sum() < (plain.image < 128).sum()
+
+
+def test_stamp_scan_and_photo_change_the_image_and_the_photo_is_a_jpeg(digits):
+    plain = field(digits, (), seed=8).image.astype(float)
+    for name in ("stamp", "scan", "photo", "touching"):
+        sample = field(digits, (name,), seed=8)
+        if sample.image.shape == plain.shape:
+            assert np.abs(sample.image - plain).mean() > 0.5, name
+    photo = field(digits, ("photo",), seed=8)
+    assert photo.jpeg is not None and photo.jpeg[:2] == b"\xff\xd8"
+
+
+def test_variants_draw_their_nuisances_at_random_and_unknown_names_fail(digits):
+    samples = fields.generate_fields(*digits, fields.CELL, 40, seed=11)
+    seen = {n for s in samples for n in s.nuisances}
+    assert {"rules", "band", "faint"} <= seen and "guilloche" not in seen
+    assert all(1 <= len(s.text) <= 3 for s in samples)
+    with pytest.raises(ValueError, match="unknown nuisances"):
+        field(digits, ("smudge",))
