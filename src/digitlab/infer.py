@@ -178,10 +178,10 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint | None = None, datas
 
 
 def held_out_test(ckpt: Checkpoint, dataset: str, split: str, data_dir: str | Path | None) -> DigitDataset | None:
-    """The test share that the checkpoint's own run held out, when that is what `split` means: for a dataset
-    of one split (digits, TibetanMNIST) asked for "test", and for a run that carved its test share out of
-    its training split (test_split "", e.g. the bundled Kannada set, trained on 70% of Kannada-MNIST's test
-    split) asked for "test" or for that split, most of whose images it learnt; else None."""
+    """The test share that the checkpoint's own run held out, when "test" is asked: of a dataset of one split
+    (digits, TibetanMNIST), and of a run that carved its test share out of its training split (test_split "",
+    e.g. the bundled Kannada set, trained on 70% of Kannada-MNIST's test split, most of which it learnt);
+    else None (another split named, e.g. "all", is read whole)."""
     from digitlab.data import get_spec
     from digitlab.train.config import TrainConfig
     from digitlab.train.trainer import one_split_defaults, prepare_data
@@ -189,7 +189,7 @@ def held_out_test(ckpt: Checkpoint, dataset: str, split: str, data_dir: str | Pa
     if dataset != ckpt.meta.get("dataset") or "config" not in ckpt.meta:
         return None
     run = ckpt.meta["config"]
-    carved = run.get("test_split", "test") == "" and split in ("test", run.get("train_split"))
+    carved = run.get("test_split", "test") == "" and split == "test"
     if not carved and (split != "test" or split in get_spec(dataset).splits):
         return None
     cfg = TrainConfig.from_dict({**ckpt.meta["config"], "data_dir": None if data_dir is None else str(data_dir)})
