@@ -40,7 +40,17 @@ from digitlab.models.linereader import LINE_HEIGHT, STRIDE
 from digitlab.read import fields, synth
 from digitlab.read.config import FieldReaderConfig
 from digitlab.read.errors import ReadError
-from digitlab.read.linereader import CTCLoss, LineBatches, Lines, decode, pack_lines, read_lines, unpack_lines
+from digitlab.read.linereader import (
+    CTCLoss,
+    LineBatches,
+    LineImage,
+    Lines,
+    decode,
+    evaluate_lines,
+    pack_lines,
+    read_lines,
+    unpack_lines,
+)
 
 ROLE = "field-reader"  # meta["role"] of a field reader checkpoint
 MARKS = ".,'-=/$*#"  # the classes after the digits: what fields.py writes around a number
@@ -107,8 +117,6 @@ class FieldReading:
 def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReading]:
     """Read gray field images (H, W) uint8 of either polarity with a field reader checkpoint."""
     started = time.perf_counter()
-    from digitlab.read.linereader import LineImage
-
     lines = [field_image(g) for g in images]
     logps = read_lines(reader, [LineImage(image=li, scale=1.0, x0=0, y0=0.0) for li in lines])
     classes = reader.classes
@@ -128,12 +136,6 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReadi
 
 
 # --- training -----------------------------------------------------------------------------------------
-
-def evaluate_fields(model: torch.nn.Module, lines: Lines, size: int = 64) -> tuple[float, float]:
-    from digitlab.read.linereader import evaluate_lines
-
-    return evaluate_lines(model, lines, size)
-
 
 def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data_dir: str | PathLike | None = None,
                        *, resume: bool = False, progress: bool = True, log: Callable[[str], None] = print,
@@ -172,7 +174,7 @@ def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data
     torch.manual_seed(fcfg.seed)
     model = create_model("line-reader", num_classes=len(classes), width=fcfg.width, hidden=fcfg.hidden)
     result = train_loop(model, LineBatches(train, fcfg.batch_size), CTCLoss(train), tcfg, out=out, resume=resume,
-                        meta=meta, validate=lambda m: evaluate_fields(m, val), progress=progress, log=log,
+                        meta=meta, validate=lambda m: evaluate_lines(m, val), progress=progress, log=log,
                         desc="field reader")
     if result.diverged:
         raise ConfigError(f"the field reader's {result.diverged}")
