@@ -451,22 +451,7 @@ def read_field(image: Any, reader: str | PathLike | Checkpoint | None, config: R
     from digitlab.read import fieldreader
 
     started = time.perf_counter() if started is None else started
-    if isinstance(reader, Checkpoint) and reader.meta.get("role") == fieldreader.ROLE:
-        ckpt = reader
-    else:
-        found = None
-        if reader is not None and not isinstance(reader, Checkpoint):
-            path = Path(reader)
-            found = path if (path / "model.json").is_file() and _role(path) == fieldreader.ROLE \
-                else fieldreader.beside(path)
-        if found is None:
-            from digitlab.pretrained import bundled
-
-            found = fieldreader.beside(bundled()) if reader is None else None
-        if found is None:
-            raise ReadError(f"no field reader{f' in {reader}' if reader is not None else ''}: train one with "
-                            f"`digitlab train-field-reader --out RUN/field-reader` and pass it (--field-reader)")
-        ckpt = _load_field_reader(str(found))
+    ckpt = field_reader_of(reader)
     cfg = config or ReadConfig()
     gray, scale, name = load_gray(image, cfg)
     result = fieldreader.read_fields([gray], ckpt)[0]
@@ -477,6 +462,29 @@ def read_field(image: Any, reader: str | PathLike | Checkpoint | None, config: R
     return Reading(source=name, size=(int(round(gray.shape[1] / scale)), int(round(h / scale))),
                    lines=[digits] if digits else [], ignored=[], temperature=1.0,
                    seconds=time.perf_counter() - started, raw_text=result.raw, field_confidence=result.confidence)
+
+
+def field_reader_of(reader: str | PathLike | Checkpoint | None) -> Checkpoint:
+    """The field reader meant by `reader`: a field reader checkpoint or its folder, the one beside a
+    classifier's run folder (RUN/field-reader), or for None the bundled set's; a ReadError says how to get
+    one when there is none."""
+    from digitlab.read import fieldreader
+
+    if isinstance(reader, Checkpoint) and reader.meta.get("role") == fieldreader.ROLE:
+        return reader
+    found = None
+    if reader is not None and not isinstance(reader, Checkpoint):
+        path = Path(reader)
+        found = path if (path / "model.json").is_file() and _role(path) == fieldreader.ROLE \
+            else fieldreader.beside(path)
+    if found is None and reader is None:
+        from digitlab.pretrained import bundled
+
+        found = fieldreader.beside(bundled())
+    if found is None:
+        raise ReadError(f"no field reader{f' in {reader}' if reader is not None else ''}: train one with "
+                        f"`digitlab train-field-reader --out RUN/field-reader` and pass it (--field-reader)")
+    return _load_field_reader(str(found))
 
 
 def _role(folder: Path) -> str | None:
