@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from session_helpers import shared_folder
 
 from digitlab.read import synth
 
@@ -18,17 +19,14 @@ def _digits(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     return synth.load_test_digits(data_dir)
 
 
-@functools.cache
-def _model(data_dir: str, out: Path):
+def _train_model(data_dir: str, out: Path) -> None:
     """lenet5-improved on 8192 MNIST train images for 2 epochs with the augmentation the strong models
-    use (about 96% test accuracy); cached so every test module shares one training run."""
-    from digitlab.checkpoint import load_checkpoint
+    use (about 96% test accuracy)."""
     from digitlab.train import TrainConfig, fit
 
     cfg = TrainConfig(model="lenet5-improved", data_dir=data_dir, limit=8192, epochs=2,
                       augment="rotation=10,scale=0.85:1.15,translate=0.1", threads=1)
     fit(cfg, out, progress=False, log=lambda s: None)
-    return load_checkpoint(out), out
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +37,11 @@ def test_digits(shared_data_dir) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def read_model(shared_data_dir, tmp_path_factory):
-    """(Checkpoint, run folder) of the small trained model, in pytest's temporary folder."""
-    return _model(str(shared_data_dir), tmp_path_factory.getbasetemp() / "read-model")
+    """(Checkpoint, run folder) of the small trained model, trained once for the session (and its workers)."""
+    from digitlab.checkpoint import load_checkpoint
+
+    out = shared_folder(tmp_path_factory, "read-model", lambda out: _train_model(str(shared_data_dir), out))
+    return load_checkpoint(out), out
 
 
 def sure_digits(ckpt, images: np.ndarray, labels: np.ndarray, per_class: int = 3, start: int = 0,
