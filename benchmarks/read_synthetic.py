@@ -246,12 +246,15 @@ def main() -> None:
         md.append(f"| {name} | " + " | ".join(f"{100 * c['exact_match']:.0f}% of {c['images']}" if c else "-"
                                               for c in cells) + " |")
     md += ["", "Exact match when the least confident images are rejected (to a person, as a cheque desk does), "
-               "and, in field mode, the number as written (separators and marks) read exactly:", "",
-           "| variant | 0% rejected | 5% | 10% | as written (field mode) |", "|---|---:|---:|---:|---:|"]
+               "and, in field mode, the number as written (separators and marks) read exactly; then the mean "
+               "confidence and how far it is from the share read exactly (expected calibration error, 10 bins):", "",
+           "| variant | 0% rejected | 5% | 10% | as written (field mode) | mean confidence | calibration error |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         at = r["exact_at_rejection"]
         raw = f"{100 * r['raw_exact_match']:.1f}%" if "raw_exact_match" in r else "-"
-        md.append(f"| {name} | {100 * at['0']:.1f}% | {100 * at['0.05']:.1f}% | {100 * at['0.1']:.1f}% | {raw} |")
+        md.append(f"| {name} | {100 * at['0']:.1f}% | {100 * at['0.05']:.1f}% | {100 * at['0.1']:.1f}% | {raw} | "
+                  f"{100 * r['mean_confidence']:.1f}% | {100 * r['calibration_error']:.1f} pt |")
     if field_speed:
         md += ["", f"Field mode on a 150x50 field: median {field_speed['median_ms']:.2f} ms, p95 "
                    f"{field_speed['p95_ms']:.2f} ms per field ({field_speed['images']} cells, decoding included)."]

@@ -39,6 +39,17 @@ def test_training_fields_are_labelled_as_written(shared_data_dir):
     assert all(img.shape[0] == 32 for img, _ in lines)
 
 
+def test_training_fields_are_written_with_distorted_digits_reproducibly(shared_data_dir):
+    digits, labels = synth.load_test_digits(shared_data_dir)
+    plain = fr.make_fields(digits, labels, 8, 3, fr.FieldReaderConfig(augment="none"))
+    distorted = fr.make_fields(digits, labels, 8, 3, fr.FieldReaderConfig(augment="elastic=30,shear=20"))
+    again = fr.make_fields(digits, labels, 8, 3, fr.FieldReaderConfig(augment="elastic=30,shear=20"))
+    assert all(np.array_equal(a, b) and ta == tb for (a, ta), (b, tb) in zip(distorted, again))
+    assert any(a.shape != b.shape or not np.array_equal(a, b) for (a, _), (b, _) in zip(plain, distorted))
+    with pytest.raises(fr.ConfigError, match="augment"):
+        fr.FieldReaderConfig(augment="wobble=3")
+
+
 def test_a_briefly_trained_field_reader_learns_saves_and_reads(brief_reader, shared_data_dir):
     out, metrics = brief_reader
     history = metrics["history"]

@@ -130,6 +130,28 @@ def test_stamp_scan_and_photo_change_the_image_and_the_photo_is_a_jpeg(digits):
     assert photo.jpeg is not None and photo.jpeg[:2] == b"\xff\xd8"
 
 
+def test_neighbours_put_cut_off_writing_at_the_edges_only(digits):
+    for seed in range(6):
+        sample, plain = field(digits, ("neighbours",), seed, fields.CELL), field(digits, (), seed, fields.CELL)
+        added = (sample.image < 120) & (plain.image > 180)
+        assert added.any(), seed
+        rows, cols = np.flatnonzero(added.any(1)), np.flatnonzero(added.any(0))
+        h, w = sample.image.shape
+        # each piece touches the crop's edge: the new ink reaches the top, bottom, left or right border
+        assert rows.min() == 0 or rows.max() == h - 1 or cols.min() == 0 or cols.max() == w - 1, seed
+
+
+def test_bleed_through_is_faint_and_spots_are_small(digits):
+    for seed in range(4):
+        plain = field(digits, (), seed, fields.CELL).image.astype(float)
+        bleed = field(digits, ("bleed",), seed, fields.CELL).image.astype(float)
+        spots = field(digits, ("spots",), seed, fields.CELL).image.astype(float)
+        darker = plain - bleed
+        assert (darker > 8).mean() > 0.01 and np.percentile(darker, 99.9) < 110, seed  # seen, but lighter than ink
+        specks = (plain - spots) > 30
+        assert specks.any() and specks.mean() < 0.08, seed
+
+
 def test_variants_draw_their_nuisances_at_random_and_unknown_names_fail(digits):
     samples = fields.generate_fields(*digits, fields.CELL, 40, seed=11)
     seen = {n for s in samples for n in s.nuisances}

@@ -44,7 +44,13 @@ def logit_reference(logits: torch.Tensor) -> float:
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
     """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
     confidence, pred = probs.max(1)
-    correct = (pred == labels).float()
+    return calibration_gap(confidence, (pred == labels).float(), bins)
+
+
+def calibration_gap(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15) -> float:
+    """ECE of any confidences (N,) against whether each answer was right (N,) in {0, 1}: a string
+    reader's, or a classifier's top class."""
+    confidence, correct = torch.as_tensor(confidence).float(), torch.as_tensor(correct).float()
     edges = torch.linspace(0, 1, bins + 1)
     ece = torch.zeros(())
     for lo, hi in zip(edges[:-1], edges[1:]):

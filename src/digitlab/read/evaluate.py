@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from digitlab.calibrate import calibration_gap
 from digitlab.checkpoint import Checkpoint
 from digitlab.engine import as_recognizer
 from digitlab.read.config import ReadConfig
@@ -128,6 +129,10 @@ def summarize(results: list[ItemResult]) -> dict[str, Any]:
         "p95_seconds": float(np.percentile(times, 95)) if times else None,
         # what a cheque desk does: the least confident readings go to a person, the rest are taken as read
         "exact_at_rejection": {f"{share:g}": exact_after_rejecting(results, share) for share in REJECT_SHARES},
+        # how far the confidence is from the share read exactly (10 bins): 0 for an honest confidence
+        "calibration_error": calibration_gap([r.confidence for r in results],
+                                             [r.failure is None for r in results], 10) if n else 0.0,
+        "mean_confidence": float(np.mean([r.confidence for r in results])) if n else 0.0,
     }
 
 
@@ -275,6 +280,10 @@ def format_report(report: dict[str, Any]) -> str:
     if at:
         lines.append("exact match with the least confident images rejected: "
                      + ", ".join(f"{100 * float(k):g}% rejected {100 * v:.1f}%" for k, v in at.items()))
+    if "calibration_error" in report:
+        lines.append(f"confidence: mean {100 * report['mean_confidence']:.1f}% against "
+                     f"{100 * report['exact_match']:.1f}% read exactly; calibration error "
+                     f"{100 * report['calibration_error']:.1f} points")
     if report.get("median_seconds") is not None:
         lines.append(f"time per image: median {1000 * report['median_seconds']:.1f} ms, "
                      f"p95 {1000 * report['p95_seconds']:.1f} ms")

@@ -30,8 +30,10 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from digitlab.atomic import load_arrays, save_arrays, write_text
+from digitlab.calibrate import calibration_gap
 from digitlab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from digitlab.data.preprocess import ink_is_dark
 from digitlab.errors import ConfigError
@@ -45,10 +47,14 @@ from digitlab.read.linereader import (
     LineBatches,
     LineImage,
     Lines,
+    batch,
     decode,
     evaluate_lines,
+    frames,
+    greedy,
     pack_lines,
     read_lines,
+    sequence_logp,
     unpack_lines,
 )
 
@@ -85,21 +91,37 @@ def field_image(gray: np.ndarray) -> np.ndarray:
 
 # --- training data ----------------------------------------------------------------------------------
 
-def make_fields(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, fcfg: FieldReaderConfig) -> Lines:
-    """(field image, class indices of what was written) for n fields drawn from `digits` (labels 0-9)."""
+def make_fields(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, fcfg: FieldReaderConfig,
+                progress: bool = False) -> Lines:
+    """(field image, class indices of what was written) for n fields drawn from `digits` (labels 0-9).
+    With fcfg.augment, each block of fields draws from a freshly distorted copy of a random part of the
+    digits (other hands than the dataset's: slant, shear, elastic strokes)."""
+    from digitlab.data.augment import parse_augment
+
     rng = np.random.default_rng(seed)
+    augment = parse_augment(fcfg.augment)
+    generator = torch.Generator().manual_seed(seed)
     out = []
     index = {c: 10 + k for k, c in enumerate(MARKS)}
-    for _ in range(n):
+    pool, pool_labels = digits, labels
+    for k in tqdm(range(n), desc="drawing fields", unit="field", disable=not progress, leave=False):
+        if augment.enabled and k % _BLOCK == 0:
+            picks = rng.choice(len(digits), min(len(digits), 8 * _BLOCK), replace=False)
+            x = torch.from_numpy(digits[picks]).float().div(255)[:, None]
+            pool = (augment(x, generator)[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+            pool_labels = labels[picks]
         u = rng.random()
         if u < fcfg.plain_share:
-            sample = fields.make_field(digits, labels, fields.CHEQUE if rng.random() < 0.5 else fields.CELL, rng,
+            sample = fields.make_field(pool, pool_labels, fields.CHEQUE if rng.random() < 0.5 else fields.CELL, rng,
                                        only=set())
         else:
             spec = fields.CHEQUE if u < fcfg.plain_share + fcfg.cheque_share else fields.CELL
-            sample = fields.make_field(digits, labels, spec, rng)
+            sample = fields.make_field(pool, pool_labels, spec, rng)
         out.append((field_image(sample.image), [int(c) if c.isdigit() else index[c] for c in sample.raw[0]]))
     return out
+
+
+_BLOCK = 500  # fields drawn from one distorted copy of (8 x this many) digits
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -119,6 +141,9 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReadi
     started = time.perf_counter()
     lines = [field_image(g) for g in images]
     logps = read_lines(reader, [LineImage(image=li, scale=1.0, x0=0, y0=0.0) for li in lines])
+    temperature = float(reader.meta.get("temperature", 1.0))
+    if temperature != 1.0:
+        logps = [(logp / temperature).log_softmax(1) for logp in logps]
     classes = reader.classes
     out = []
     for gray, li, logp in zip(images, lines, logps):
@@ -133,6 +158,40 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReadi
                                 confidence=float(math.exp(best.logp)), chars=chars, seconds=0.0))
     each = (time.perf_counter() - started) / max(1, len(images))
     return [dataclasses.replace(r, seconds=each) for r in out]
+
+
+# --- calibration ------------------------------------------------------------------------------------
+
+TEMPERATURES = np.geomspace(0.4, 4.0, 41)
+
+
+def fit_temperature(model: torch.nn.Module, lines: Lines) -> dict[str, float]:
+    """The temperature T that makes a field's confidence (the probability of what it reads, from the
+    log-probabilities divided by T) honest on held-out fields: the T of least log loss of "read exactly"
+    over TEMPERATURES. T does not change what is read, only how sure it says it is. Returns T and the
+    expected calibration error (10 bins) before and after."""
+    model.eval()
+    logps: list[torch.Tensor] = []
+    with torch.inference_mode():
+        for i in range(0, len(lines), 64):
+            chunk = lines[i:i + 64]
+            out = model(batch([img for img, _ in chunk]))
+            logps += [out[: frames(img.shape[1]), j] for j, (img, _) in enumerate(chunk)]
+    read = [greedy(logp.numpy())[0] for logp in logps]
+    exact = np.array([r == list(t) for r, (_, t) in zip(read, lines)], float)
+
+    def confidences(t: float) -> np.ndarray:
+        return np.array([math.exp(sequence_logp((logp / t).log_softmax(1), [r])[0]) if r else
+                         math.exp(float((logp / t).log_softmax(1)[:, -1].sum())) for logp, r in zip(logps, read)])
+
+    def log_loss(p: np.ndarray) -> float:
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return float(-(exact * np.log(p) + (1 - exact) * np.log(1 - p)).mean())
+
+    losses = [log_loss(confidences(t)) for t in TEMPERATURES]
+    best = float(TEMPERATURES[int(np.argmin(losses))])
+    return {"temperature": best, "ece_before": calibration_gap(confidences(1.0), exact, 10),
+            "ece_after": calibration_gap(confidences(best), exact, 10)}
 
 
 # --- training -----------------------------------------------------------------------------------------
@@ -157,7 +216,7 @@ def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data
         if not resume:
             write_config(out, fcfg)
         log(f"drawing {fcfg.images} training fields from {len(labels)} {dataset} training digits ...")
-        train = make_fields(digits, labels, fcfg.images, fcfg.seed, fcfg)
+        train = make_fields(digits, labels, fcfg.images, fcfg.seed, fcfg, progress)
         val = make_fields(digits, labels, fcfg.val_images, fcfg.seed + 10_000, fcfg)
         save_arrays(out / FIELDS, **pack_lines(train, "train"), **pack_lines(val, "val"), dataset=np.array(dataset))
     else:
@@ -180,9 +239,12 @@ def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data
         raise ConfigError(f"the field reader's {result.diverged}")
     history = [{"epoch": r["epoch"], "loss": r["train_loss"], "val_field_accuracy": r["val_accuracy"],
                 "seconds": r["seconds"]} for r in result.history]
-    metrics = {"val_field_accuracy": history[-1]["val_field_accuracy"], "history": history,
+    calibration = fit_temperature(model, val)
+    log(f"field confidence: temperature {calibration['temperature']:.3f}, expected calibration error on the "
+        f"validation fields {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}")
+    metrics = {"val_field_accuracy": history[-1]["val_field_accuracy"], "history": history, **calibration,
                "train_fields": len(train), "val_fields": len(val), "seconds": time.perf_counter() - started}
-    save_checkpoint(out, model.eval(), {**meta, "metrics": metrics})
+    save_checkpoint(out, model.eval(), {**meta, "temperature": calibration["temperature"], "metrics": metrics})
     write_text(out / "summary.json", json.dumps({"role": ROLE, "dataset": dataset, **metrics}, indent=2))
     log(f"field reader saved to {out}: validation fields read exactly (raw, marks included) "
         f"{metrics['val_field_accuracy']:.4f}, {metrics['seconds']:.0f} s")

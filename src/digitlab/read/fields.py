@@ -38,6 +38,9 @@ NUISANCES: dict[str, str] = {
     "underline": "a stroke under the number",
     "strike": "a stroke through the number",
     "stamp": "part of an ink stamp over the field",
+    "neighbours": "pieces of the writing in the cells around, cut off by the crop's edge",
+    "bleed": "writing on the other side of the page showing through: faint, blurred, mirrored",
+    "spots": "dirt, foxing and ink specks on old paper",
     "thin": "thin ballpoint strokes",
     "faint": "faint ink: light, low-contrast strokes (pencil, faded iron-gall ink)",
     "scan": "scanner artefacts: low resolution, hard thresholding, streaks",
@@ -67,7 +70,7 @@ CHEQUE = FieldSpec(name="cheque", digits=(3, 7), height=(24, 44), chances=(
 CELL = FieldSpec(name="cell", digits=(1, 3), height=(24, 48), chances=(
     ("rules", 0.9), ("band", 0.5), ("fullstop", 0.4), ("underline", 0.2), ("strike", 0.08), ("tint", 0.4),
     ("small", 0.5), ("touching", 0.1), ("faint", 0.5), ("thin", 0.2), ("stamp", 0.03), ("scan", 0.6),
-    ("photo", 0.15)))
+    ("photo", 0.15), ("neighbours", 0.4), ("bleed", 0.25), ("spots", 0.3)))
 VARIANTS = {s.name: s for s in (CHEQUE, CELL)}
 
 
@@ -112,11 +115,16 @@ def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.
         img = np.minimum(img, paper * (1 - _hatching((hh, ww), rng)))
     if "rules" in on:
         img = np.minimum(img, paper * (1 - _rules((hh, ww), (x0, x0 + iw), top, top + ih, h, rng)))
+    if "bleed" in on:
+        img = np.minimum(img, paper * (1 - _bleed((hh, ww), digits, h, rng)))
+    if "spots" in on:
+        img = np.minimum(img, paper * (1 - _spots((hh, ww), h, rng)))
     if band:
         img = _band(img, band, band_left, rng)
 
     faint = "faint" in on
-    ink_level = rng.uniform(100, 170) if faint else rng.uniform(0, 80)
+    # faint ink: a share of the paper's brightness, so that it stays darker than tinted paper too
+    ink_level = float(np.median(paper)) * rng.uniform(0.45, 0.75) if faint else rng.uniform(0, 80)
     opacity = rng.uniform(0.5, 0.8) if faint else rng.uniform(0.85, 1.0)
     strokes = canvas.copy()
     width = max(1, int(round(h / 12 + stroke * h / 40)))
@@ -125,13 +133,16 @@ def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.
     if "strike" in on:
         _wavy(strokes, (x0 - 0.1 * h, top + ih * rng.uniform(0.3, 0.7)),
               (x0 + iw + 0.1 * h, top + ih * rng.uniform(0.3, 0.7)), width, rng)
+    if "neighbours" in on:
+        _neighbours(strokes, digits, h, stroke, rng)
     img = img * (1 - opacity * strokes) + ink_level * opacity * strokes
     if "stamp" in on:
         img = np.minimum(img, 255 - (255 - rng.uniform(60, 150)) * _stamp((hh, ww), h, rng))
 
     jpeg = None
-    if "scan" in on:
-        img = _scan(img, rng)
+    if "scan" in on:  # a bilevel scan's threshold sits between the paper and the ink's core
+        img = _scan(img, rng, paper_ink=(float(np.median(paper)), float(np.median(paper)) * (1 - opacity)
+                                         + ink_level * opacity))
     if "photo" in on:
         img, jpeg = _photo(img, rng)
     else:
@@ -183,7 +194,7 @@ def _ink_line(tokens: list[str], imgs: np.ndarray, h: float, stroke: float, touc
             k += 1
         else:
             glyphs.append((t, _mark(t, h, stroke, rng)))
-    height = int(1.4 * h) + 4
+    height = max(int(1.4 * h) + 4, max(g.shape[0] for _, g in glyphs))  # a tall (distorted) digit fits too
     baseline = int(1.2 * h)
     line = np.zeros((height, int(sum(g.shape[1] for _, g in glyphs) + (len(glyphs) + 1) * h)), np.float32)
     x, boxes = 0.0, []
@@ -345,6 +356,62 @@ def _wavy(canvas: np.ndarray, p: tuple[float, float], q: tuple[float, float], wi
     cv2.polylines(canvas, points, False, 1.0, width, cv2.LINE_AA)
 
 
+def _neighbours(canvas: np.ndarray, digits: np.ndarray, h: float, stroke: float, rng: np.random.Generator) -> None:
+    """Pieces of the writing in the cells above, below or beside drawn into canvas (float ink): whole
+    digits placed so that the crop's edge cuts most of each away."""
+    hh, ww = canvas.shape
+    for _ in range(int(rng.integers(1, 4))):
+        g = _digit(digits[int(rng.integers(len(digits)))], h * rng.uniform(0.8, 1.2), rng.uniform(-0.2, 0.2), stroke)
+        gh, gw = g.shape
+        side = int(rng.integers(4)) if rng.random() < 0.3 else int(rng.integers(2))  # mostly above or below
+        shown = rng.uniform(0.15, 0.5)  # the share of the digit inside the crop
+        if side == 0:  # above: its lower part hangs in
+            y, x = int(shown * gh) - gh, int(rng.uniform(-0.2 * gw, ww - 0.8 * gw))
+        elif side == 1:  # below: its top reaches up
+            y, x = hh - int(shown * gh), int(rng.uniform(-0.2 * gw, ww - 0.8 * gw))
+        elif side == 2:  # left
+            y, x = int(rng.uniform(-0.2 * gh, hh - 0.8 * gh)), int(shown * gw) - gw
+        else:  # right
+            y, x = int(rng.uniform(-0.2 * gh, hh - 0.8 * gh)), ww - int(shown * gw)
+        y0, x0, y1, x1 = max(0, y), max(0, x), min(hh, y + gh), min(ww, x + gw)
+        if y1 > y0 and x1 > x0:
+            region = canvas[y0:y1, x0:x1]
+            np.maximum(region, g[y0 - y:y1 - y, x0 - x:x1 - x], out=region)
+
+
+def _bleed(shape: tuple[int, int], digits: np.ndarray, h: float, rng: np.random.Generator) -> np.ndarray:
+    """Darkness (0..1) of writing on the page's other side seen through the paper: a few digits, mirrored,
+    blurred and faint, anywhere in the field."""
+    hh, ww = shape
+    layer = np.zeros(shape, np.float32)
+    for _ in range(int(rng.integers(1, 5))):
+        g = _digit(digits[int(rng.integers(len(digits)))], h * rng.uniform(0.7, 1.3), rng.uniform(-0.3, 0.3),
+                   rng.uniform(0.0, 1.0))[:, ::-1]
+        gh, gw = g.shape
+        y, x = int(rng.uniform(-0.5 * gh, hh - 0.5 * gh)), int(rng.uniform(-0.5 * gw, ww - 0.5 * gw))
+        y0, x0, y1, x1 = max(0, y), max(0, x), min(hh, y + gh), min(ww, x + gw)
+        if y1 > y0 and x1 > x0:
+            np.maximum(layer[y0:y1, x0:x1], g[y0 - y:y1 - y, x0 - x:x1 - x], out=layer[y0:y1, x0:x1])
+    return rng.uniform(0.12, 0.35) * cv2.GaussianBlur(layer, (0, 0), rng.uniform(0.8, 2.0))
+
+
+def _spots(shape: tuple[int, int], h: float, rng: np.random.Generator) -> np.ndarray:
+    """Darkness (0..1) of specks and stains: small dark dots (dirt, spattered ink) and larger pale blots
+    (foxing)."""
+    hh, ww = shape
+    layer = np.zeros(shape, np.float32)
+    for _ in range(int(rng.integers(1, 8))):
+        r = max(1, int(rng.uniform(0.02, 0.08) * h))
+        centre, axes = (int(rng.uniform(0, ww)), int(rng.uniform(0, hh))), (r, max(1, int(r * rng.uniform(0.5, 1.5))))
+        cv2.ellipse(layer, centre, axes, rng.uniform(0, 180), 0, 360, rng.uniform(0.4, 0.9), -1, cv2.LINE_AA)
+    for _ in range(int(rng.integers(0, 3))):
+        r = max(2, int(rng.uniform(0.1, 0.4) * h))
+        blot = np.zeros(shape, np.float32)
+        cv2.circle(blot, (int(rng.uniform(0, ww)), int(rng.uniform(0, hh))), r, rng.uniform(0.1, 0.3), -1)
+        layer = np.maximum(layer, cv2.GaussianBlur(blot, (0, 0), r / 2))
+    return layer
+
+
 def _stamp(shape: tuple[int, int], h: float, rng: np.random.Generator) -> np.ndarray:
     """Darkness (0..1) of part of a round ink stamp: a double ring and some lettering marks, unevenly inked."""
     hh, ww = shape
@@ -363,16 +430,17 @@ def _stamp(shape: tuple[int, int], h: float, rng: np.random.Generator) -> np.nda
     return layer * patchy
 
 
-def _scan(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A cheap scanner: lower resolution, sometimes a hard black-and-white threshold, a streak."""
+def _scan(img: np.ndarray, rng: np.random.Generator, paper_ink: tuple[float, float]) -> np.ndarray:
+    """A cheap scanner: lower resolution, sometimes a hard black-and-white threshold (between the levels
+    of paper and ink given: set for the writing, so that a dark band or stamp does not wipe the ink out),
+    a streak."""
     hh, ww = img.shape
     f = rng.uniform(0.45, 0.85)
     small = cv2.resize(img, (max(1, int(ww * f)), max(1, int(hh * f))), interpolation=cv2.INTER_AREA)
     img = cv2.resize(small, (ww, hh), interpolation=cv2.INTER_LINEAR if rng.random() < 0.5 else cv2.INTER_NEAREST)
     if rng.random() < 0.3:
-        u8 = np.clip(img, 0, 255).astype(np.uint8)
-        _, binary = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        img = binary.astype(np.float32)
+        paper, ink = paper_ink
+        img = np.where(img > paper - rng.uniform(0.3, 0.6) * (paper - ink), 255.0, 0.0).astype(np.float32)
     if rng.random() < 0.3:  # a streak along the scan direction, light or dark
         x = int(rng.integers(0, ww))
         img[:, x:x + int(rng.integers(1, 3))] += rng.choice([-1, 1]) * rng.uniform(30, 90)
