@@ -67,6 +67,16 @@ def test_a_briefly_trained_field_reader_learns_saves_and_reads(brief_reader, sha
     assert reading.to_dict()["raw"] == reading.raw
 
 
+def test_a_field_reader_trains_further_from_another(brief_reader, shared_data_dir, tmp_path):
+    out, metrics = brief_reader
+    cfg = fr.FieldReaderConfig(images=256, val_images=32, epochs=1, batch_size=32, threads=1, seed=5, width=16,
+                               init=str(out))
+    further = fr.train_field_reader(cfg, tmp_path / "further", shared_data_dir, progress=False, log=lambda s: None)
+    assert further["init_weights_sha256"] == fr.load_field_reader(out).meta["weights_sha256"]
+    assert fr.load_field_reader(tmp_path / "further").meta["model_args"]["width"] == 48  # the start's, not 16
+    assert further["history"][0]["loss"] < metrics["history"][0]["loss"]  # it starts from what was learnt
+
+
 def test_read_field_on_the_command_line(brief_reader, tmp_path, capsys):
     import cv2
 

@@ -283,6 +283,8 @@ class FieldReaderConfig:
     lr: float = 2e-3  # peak of the one-cycle schedule, Adam
     seed: int = 0  # draws the fields (validation: seed + 10,000) and seeds the training
     threads: int = 2  # torch threads
+    init: str = ""  # start from this field reader's weights (train it further on new fields; its width and
+    # hidden are used), else from scratch
 
     def __post_init__(self) -> None:
         for name in ("images", "val_images", "epochs", "batch_size", "width", "hidden", "threads"):

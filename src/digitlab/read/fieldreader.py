@@ -209,6 +209,10 @@ def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data
     started = time.perf_counter()
     fcfg, out = open_run(fcfg, out_dir, resume, FieldReaderConfig)
     torch.set_num_threads(fcfg.threads)
+    start = None
+    if fcfg.init:
+        start = load_field_reader(fcfg.init)
+        fcfg = dataclasses.replace(fcfg, **{k: start.meta["model_args"][k] for k in ("width", "hidden")})
     log(f"field reader config: {fcfg.to_dict()}")
     cached = load_arrays(out / FIELDS) if resume else None
     if cached is None:
@@ -223,6 +227,9 @@ def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data
         train, val, dataset = unpack_lines(cached, "train"), unpack_lines(cached, "val"), str(cached["dataset"])
     log(f"{len(train)} training fields, {len(val)} validation fields, {time.perf_counter() - started:.0f} s")
     classes = classes_of(list(get_spec(dataset).classes))
+    if start is not None and start.classes != classes:
+        raise ConfigError(f"init: {fcfg.init} reads {start.meta['dataset']} ({len(start.classes)} classes), but these "
+                          f"fields are drawn from {dataset} digits")
     meta = {"model": "line-reader", "model_args": {"num_classes": len(classes), "width": fcfg.width,
                                                    "hidden": fcfg.hidden},
             "role": ROLE, "dataset": dataset, "classes": classes, "line_height": LINE_HEIGHT, "stride": STRIDE,
@@ -232,6 +239,8 @@ def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data
                        threads=fcfg.threads)
     torch.manual_seed(fcfg.seed)
     model = create_model("line-reader", num_classes=len(classes), width=fcfg.width, hidden=fcfg.hidden)
+    if start is not None:
+        model.load_state_dict(start.model.state_dict())
     result = train_loop(model, LineBatches(train, fcfg.batch_size), CTCLoss(train), tcfg, out=out, resume=resume,
                         meta=meta, validate=lambda m: evaluate_lines(m, val), progress=progress, log=log,
                         desc="field reader")
@@ -244,6 +253,8 @@ def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data
         f"validation fields {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}")
     metrics = {"val_field_accuracy": history[-1]["val_field_accuracy"], "history": history, **calibration,
                "train_fields": len(train), "val_fields": len(val), "seconds": time.perf_counter() - started}
+    if start is not None:  # which weights it started from, wherever fcfg.init pointed at the time
+        metrics["init_weights_sha256"] = start.meta["weights_sha256"]
     save_checkpoint(out, model.eval(), {**meta, "temperature": calibration["temperature"], "metrics": metrics})
     write_text(out / "summary.json", json.dumps({"role": ROLE, "dataset": dataset, **metrics}, indent=2))
     log(f"field reader saved to {out}: validation fields read exactly (raw, marks included) "
