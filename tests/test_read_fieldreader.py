@@ -67,6 +67,20 @@ def test_a_briefly_trained_field_reader_learns_saves_and_reads(brief_reader, sha
     assert reading.to_dict()["raw"] == reading.raw
 
 
+def test_fields_read_together_read_as_each_alone(brief_reader, shared_data_dir):
+    # widths from a 1-digit cell to a 7-digit cheque amount: a batch pads the narrow ones, which must not
+    # change what the BiLSTM reads
+    digits = synth.load_test_digits(shared_data_dir)
+    rng = np.random.default_rng(7)
+    images = [fields.make_field(*digits, spec, rng).image for spec in (fields.CELL, fields.CHEQUE) * 6]
+    assert max(i.shape[1] / i.shape[0] for i in images) > 2 * min(i.shape[1] / i.shape[0] for i in images)
+    ckpt = fr.load_field_reader(brief_reader[0])
+    together = fr.read_fields(images, ckpt)
+    alone = [fr.read_fields([image], ckpt)[0] for image in images]
+    assert [r.raw for r in together] == [r.raw for r in alone]
+    assert np.allclose([r.confidence for r in together], [r.confidence for r in alone], rtol=1e-4, atol=1e-6)
+
+
 def test_a_field_reader_trains_further_from_another(brief_reader, shared_data_dir, tmp_path):
     out, metrics = brief_reader
     cfg = fr.FieldReaderConfig(images=256, val_images=32, epochs=1, batch_size=32, threads=1, seed=5, width=16,

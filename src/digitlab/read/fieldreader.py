@@ -47,10 +47,8 @@ from digitlab.read.linereader import (
     LineBatches,
     LineImage,
     Lines,
-    batch,
     decode,
     evaluate_lines,
-    frames,
     greedy,
     pack_lines,
     read_lines,
@@ -170,13 +168,8 @@ def fit_temperature(model: torch.nn.Module, lines: Lines) -> dict[str, float]:
     log-probabilities divided by T) honest on held-out fields: the T of least log loss of "read exactly"
     over TEMPERATURES. T does not change what is read, only how sure it says it is. Returns T and the
     expected calibration error (10 bins) before and after."""
-    model.eval()
-    logps: list[torch.Tensor] = []
-    with torch.inference_mode():
-        for i in range(0, len(lines), 64):
-            chunk = lines[i:i + 64]
-            out = model(batch([img for img, _ in chunk]))
-            logps += [out[: frames(img.shape[1]), j] for j, (img, _) in enumerate(chunk)]
+    logps = read_lines(Checkpoint(model.eval(), {}), [LineImage(image=img, scale=1.0, x0=0, y0=0.0)
+                                                       for img, _ in lines])
     read = [greedy(logp.numpy())[0] for logp in logps]
     exact = np.array([r == list(t) for r, (_, t) in zip(read, lines)], float)
 

@@ -150,12 +150,29 @@ def sequence_logp(logp: torch.Tensor, sequences: list[list[int]]) -> np.ndarray:
 
 
 def read_lines(reader: Checkpoint, images: list[LineImage]) -> list[torch.Tensor]:
-    """Each line image's (T, C+1) log-probabilities, T its own frames (padding dropped)."""
-    if not images:
-        return []
+    """Each line image's (T, C+1) log-probabilities, T its own frames (padding dropped). Lines are read in
+    batches of nearly equal widths (at most PAD_FRAMES frames of padding), as in training: the BiLSTM's
+    backward pass starts at the batch's right edge, and a long stretch of padding before a short line's
+    end changes what it reads."""
+    out: list[torch.Tensor | None] = [None] * len(images)
+    order = sorted(range(len(images)), key=lambda i: images[i].image.shape[1])
+    chunks: list[list[int]] = []
+    for i in order:
+        if chunks and len(chunks[-1]) < READ_BATCH and frames(images[i].image.shape[1]) - frames(
+                images[chunks[-1][0]].image.shape[1]) <= PAD_FRAMES:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
     with torch.inference_mode():
-        logp = reader.model(batch([li.image for li in images]))
-    return [logp[: frames(li.image.shape[1]), i] for i, li in enumerate(images)]
+        for chunk in chunks:
+            logp = reader.model(batch([images[i].image for i in chunk]))
+            for k, i in enumerate(chunk):
+                out[i] = logp[: frames(images[i].image.shape[1]), k]
+    return out  # type: ignore[return-value]
+
+
+PAD_FRAMES = 2  # output frames of padding a line may get when read beside wider ones
+READ_BATCH = 64  # lines per forward pass at most
 
 
 def decode(logp: torch.Tensor, classes: list[str]) -> LineText:
