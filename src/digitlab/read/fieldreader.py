@@ -128,7 +128,8 @@ _BLOCK = 500  # fields drawn from one distorted copy of (8 x this many) digits
 class FieldReading:
     text: str  # the digits
     raw: str  # as written: digits, separators and marks
-    confidence: float  # probability of `raw` under the model (CTC, all alignments)
+    confidence: float  # probability that `text` is right: of these digits, whatever marks stand between them
+    raw_confidence: float  # probability of `raw` as written (CTC, all alignments)
     chars: tuple[tuple[str, float, tuple[int, int]], ...]  # (char, its best frame's probability, x span in
     # the field image's columns [x0, x1))
     seconds: float
@@ -152,10 +153,21 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReadi
                        (max(0, int((s * STRIDE - STRIDE) * scale)), min(gray.shape[1], int(math.ceil(
                            (e * STRIDE - STRIDE) * scale)))))
                       for c, (s, e) in zip(best.labels, best.frames))
-        out.append(FieldReading(text="".join(ch for ch, _, _ in chars if ch not in MARKS), raw=best.text,
-                                confidence=float(math.exp(best.logp)), chars=chars, seconds=0.0))
+        digits = [c for c in best.labels if c < len(classes) - len(MARKS)]
+        out.append(FieldReading(text="".join(classes[c] for c in digits), raw=best.text,
+                                confidence=digits_probability(logp, digits, len(MARKS)),
+                                raw_confidence=float(math.exp(best.logp)), chars=chars, seconds=0.0))
     each = (time.perf_counter() - started) / max(1, len(images))
     return [dataclasses.replace(r, seconds=each) for r in out]
+
+
+def digits_probability(logp: torch.Tensor, digits: list[int], marks: int) -> float:
+    """P(the digits read are `digits`) under CTC, the marks counted as nothing: each frame's mark classes
+    and blank merged into one blank, then the probability of the digit sequence (all alignments)."""
+    merged = torch.cat([logp[:, :-(marks + 1)], logp[:, -(marks + 1):].logsumexp(1, keepdim=True)], 1)
+    if not digits:
+        return float(merged[:, -1].sum().exp())
+    return float(np.exp(sequence_logp(merged, [digits])[0]))
 
 
 # --- calibration ------------------------------------------------------------------------------------
@@ -164,18 +176,18 @@ TEMPERATURES = np.geomspace(0.4, 4.0, 41)
 
 
 def fit_temperature(model: torch.nn.Module, lines: Lines) -> dict[str, float]:
-    """The temperature T that makes a field's confidence (the probability of what it reads, from the
-    log-probabilities divided by T) honest on held-out fields: the T of least log loss of "read exactly"
-    over TEMPERATURES. T does not change what is read, only how sure it says it is. Returns T and the
-    expected calibration error (10 bins) before and after."""
+    """The temperature T that makes a field's confidence (the probability of the digits it reads, from the
+    log-probabilities divided by T) honest on held-out fields: the T of least log loss of "digits read
+    exactly" over TEMPERATURES. T does not change what is read, only how sure it says it is. Returns T and
+    the expected calibration error (10 bins) before and after."""
     logps = read_lines(Checkpoint(model.eval(), {}), [LineImage(image=img, scale=1.0, x0=0, y0=0.0)
                                                        for img, _ in lines])
-    read = [greedy(logp.numpy())[0] for logp in logps]
-    exact = np.array([r == list(t) for r, (_, t) in zip(read, lines)], float)
+    n_digits = logps[0].shape[1] - 1 - len(MARKS) if logps else 10
+    read = [[c for c in greedy(logp.numpy())[0] if c < n_digits] for logp in logps]
+    exact = np.array([r == [c for c in t if c < n_digits] for r, (_, t) in zip(read, lines)], float)
 
     def confidences(t: float) -> np.ndarray:
-        return np.array([math.exp(sequence_logp((logp / t).log_softmax(1), [r])[0]) if r else
-                         math.exp(float((logp / t).log_softmax(1)[:, -1].sum())) for logp, r in zip(logps, read)])
+        return np.array([digits_probability((logp / t).log_softmax(1), r, len(MARKS)) for logp, r in zip(logps, read)])
 
     def log_loss(p: np.ndarray) -> float:
         p = np.clip(p, 1e-6, 1 - 1e-6)

@@ -71,7 +71,8 @@ class Reading:
     # Field mode (read(..., field=True)): what was written, separators and marks included, and the field
     # reader's probability of it; None when the segmenter read the image
     raw_text: str | None = None
-    field_confidence: float | None = None
+    field_confidence: float | None = None  # of the digits (text)
+    raw_confidence: float | None = None  # of the whole field as written (raw)
 
     @property
     def digits(self) -> list[DigitReading]:
@@ -95,7 +96,8 @@ class Reading:
     @property
     def confidence(self) -> float:
         """Probability that every digit is right (product of the calibrated confidences; 0 if any is '?');
-        in field mode the field reader's probability of the whole field as written."""
+        in field mode the field reader's probability of the digits read (`raw_confidence`: of the field as
+        written, marks included)."""
         if self.field_confidence is not None:
             return self.field_confidence
         if not self.digits:
@@ -109,7 +111,8 @@ class Reading:
                      "digits": [d.to_dict() for d in line]}
                     for t, line in zip(self.line_texts, self.lines)],
                 "ignored": [{"box": list(m.box), "reason": m.reason} for m in self.ignored],
-                "temperature": self.temperature, "seconds": round(self.seconds, 4)}
+                "temperature": self.temperature, "seconds": round(self.seconds, 4),
+                **({"raw_confidence": round(self.raw_confidence, 4)} if self.raw_confidence is not None else {})}
 
 
 def typical_logit(ckpt: Checkpoint | Recognizer, cands: list[segment.Candidate], top: np.ndarray) -> float:
@@ -461,7 +464,8 @@ def read_field(image: Any, reader: str | PathLike | Checkpoint | None, config: R
               for ch, p, (x0, x1) in result.chars if ch not in fieldreader.MARKS]
     return Reading(source=name, size=(int(round(gray.shape[1] / scale)), int(round(h / scale))),
                    lines=[digits] if digits else [], ignored=[], temperature=1.0,
-                   seconds=time.perf_counter() - started, raw_text=result.raw, field_confidence=result.confidence)
+                   seconds=time.perf_counter() - started, raw_text=result.raw, field_confidence=result.confidence,
+                   raw_confidence=result.raw_confidence)
 
 
 def field_reader_of(reader: str | PathLike | Checkpoint | None) -> Checkpoint:
