@@ -118,7 +118,7 @@ def score_variant(samples, name, seed, n, field, ckpt, cfg, checker, second, fie
                                    field_reader=field_reader if field else None)
     if field:  # what was written, separators and marks included
         raws = [s.raw[0] if s.raw else s.text for s in samples]
-        report["raw_exact_match"] = float(np.mean([r.predicted == t for r, t in zip(items, raws)]))
+        report["raw_exact_match"] = float(np.mean([r.raw == t for r, t in zip(items, raws)]))
     digits = [len(s.text.replace(" ", "")) for s in samples]
     # The ceiling: images whose every digit the model reads right on its own 28x28 MNIST image
     used = np.array(sorted({i for s in samples for line in s.indices for i in line}))

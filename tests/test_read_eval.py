@@ -28,7 +28,7 @@ def test_failures_are_sorted_by_stage(truth, predicted, kind):
 def test_summary_counts_digits_segmentation_and_rejections():
     class R:  # the fields of a Reading that scoring uses
         def __init__(self, text):
-            self.text, self.confidence, self.seconds = text, 0.5, 0.01
+            self.text, self.raw, self.confidence, self.seconds = text, text, 0.5, 0.01
 
     results = [score_item("a", "123", R("123")), score_item("b", "456", R("4?6")),
                score_item("c", "78", R("788")), score_item("d", "90", None, error="unreadable")]

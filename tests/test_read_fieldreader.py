@@ -65,6 +65,10 @@ def test_a_briefly_trained_field_reader_learns_saves_and_reads(brief_reader, sha
         x, y, w, h = d.box
         assert 0 <= x and x + w <= sample.image.shape[1] and h == sample.image.shape[0]
     assert reading.to_dict()["raw"] == reading.raw
+    from digitlab.read.evaluate import score_item
+
+    scored = score_item("f", sample.text, reading)  # eval-read keeps what was read as written
+    assert scored.predicted == reading.text and scored.raw == reading.raw
 
 
 def test_fields_read_together_read_as_each_alone(brief_reader, shared_data_dir):

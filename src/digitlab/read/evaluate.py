@@ -52,6 +52,7 @@ class ItemResult:
     predicted_digits: int
     failure: str | None  # a key of FAILURES, None when exact
     error: str | None = None
+    raw: str = ""  # what was read as written, marks included (field mode; else the text)
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -87,7 +88,8 @@ def score_item(file: str, truth: str, reading: Reading | None, error: str | None
                       seconds=reading.seconds if reading else 0.0,
                       edits=edit_distance(p_digits, t_digits), digits=len(t_digits),
                       rejected=p_digits.count(REJECTED), predicted_digits=len(p_digits),
-                      failure="unreadable" if error else classify_failure(truth, predicted), error=error)
+                      failure="unreadable" if error else classify_failure(truth, predicted), error=error,
+                      raw=reading.raw if reading else "")
 
 
 def read_labels(path: str | PathLike) -> list[tuple[str, str]]:
