@@ -54,7 +54,6 @@ def cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "cache"
 
 
-
 # Tests run in two processes (pytest-xdist, `-n 2 --dist loadgroup` in pyproject.toml), a module at a time so
 # that its fixtures are built once. Modules that must not overlap share a group: the Flower simulations (each
 # starts Ray) and the service and page tests (one ONNX cache). The longest groups are handed out first.

@@ -99,9 +99,9 @@ def test_the_confidence_is_of_the_digits_whatever_the_marks_between_them():
     p[3:, -1] = 1.0  # blank
     logp = (p / p.sum(1, keepdim=True)).log()
     assert decode(logp, classes).text in ("1.0", "1,0")
-    assert fr.digits_probability(logp, [1, 0], len(fr.MARKS)) == pytest.approx(1.0, abs=1e-6)
+    assert fr.digits_probability(logp, [1, 0]) == pytest.approx(1.0, abs=1e-6)
     assert np.exp(sequence_logp(logp, [[1, classes.index("."), 0]])[0]) == pytest.approx(0.5, abs=1e-6)
-    assert fr.digits_probability(logp, [1, 1], len(fr.MARKS)) < 1e-6
+    assert fr.digits_probability(logp, [1, 1]) < 1e-6
 
 
 def test_a_field_reader_trains_further_from_another(brief_reader, shared_data_dir, tmp_path):

@@ -155,16 +155,17 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReadi
                       for c, (s, e) in zip(best.labels, best.frames))
         digits = [c for c in best.labels if c < len(classes) - len(MARKS)]
         out.append(FieldReading(text="".join(classes[c] for c in digits), raw=best.text,
-                                confidence=digits_probability(logp, digits, len(MARKS)),
+                                confidence=digits_probability(logp, digits),
                                 raw_confidence=float(math.exp(best.logp)), chars=chars, seconds=0.0))
     each = (time.perf_counter() - started) / max(1, len(images))
     return [dataclasses.replace(r, seconds=each) for r in out]
 
 
-def digits_probability(logp: torch.Tensor, digits: list[int], marks: int) -> float:
+def digits_probability(logp: torch.Tensor, digits: list[int]) -> float:
     """P(the digits read are `digits`) under CTC, the marks counted as nothing: each frame's mark classes
     and blank merged into one blank, then the probability of the digit sequence (all alignments)."""
-    merged = torch.cat([logp[:, :-(marks + 1)], logp[:, -(marks + 1):].logsumexp(1, keepdim=True)], 1)
+    tail = len(MARKS) + 1  # the marks and the blank, last
+    merged = torch.cat([logp[:, :-tail], logp[:, -tail:].logsumexp(1, keepdim=True)], 1)
     if not digits:
         return float(merged[:, -1].sum().exp())
     return float(np.exp(sequence_logp(merged, [digits])[0]))
@@ -187,16 +188,16 @@ def fit_temperature(model: torch.nn.Module, lines: Lines) -> dict[str, float]:
     exact = np.array([r == [c for c in t if c < n_digits] for r, (_, t) in zip(read, lines)], float)
 
     def confidences(t: float) -> np.ndarray:
-        return np.array([digits_probability((logp / t).log_softmax(1), r, len(MARKS)) for logp, r in zip(logps, read)])
+        return np.array([digits_probability((logp / t).log_softmax(1), r) for logp, r in zip(logps, read)])
 
     def log_loss(p: np.ndarray) -> float:
         p = np.clip(p, 1e-6, 1 - 1e-6)
         return float(-(exact * np.log(p) + (1 - exact) * np.log(1 - p)).mean())
 
-    losses = [log_loss(confidences(t)) for t in TEMPERATURES]
-    best = float(TEMPERATURES[int(np.argmin(losses))])
-    return {"temperature": best, "ece_before": calibration_gap(confidences(1.0), exact, 10),
-            "ece_after": calibration_gap(confidences(best), exact, 10)}
+    scaled = [confidences(t) for t in TEMPERATURES]
+    k = int(np.argmin([log_loss(p) for p in scaled]))
+    return {"temperature": float(TEMPERATURES[k]), "ece_before": calibration_gap(confidences(1.0), exact, 10),
+            "ece_after": calibration_gap(scaled[k], exact, 10)}
 
 
 # --- training -----------------------------------------------------------------------------------------

@@ -123,8 +123,9 @@ def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.
         img = _band(img, band, band_left, rng)
 
     faint = "faint" in on
+    paper_level = float(np.median(paper))
     # faint ink: a share of the paper's brightness, so that it stays darker than tinted paper too
-    ink_level = float(np.median(paper)) * rng.uniform(0.45, 0.75) if faint else rng.uniform(0, 80)
+    ink_level = paper_level * rng.uniform(0.45, 0.75) if faint else rng.uniform(0, 80)
     opacity = rng.uniform(0.5, 0.8) if faint else rng.uniform(0.85, 1.0)
     strokes = canvas.copy()
     width = max(1, int(round(h / 12 + stroke * h / 40)))
@@ -141,8 +142,7 @@ def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.
 
     jpeg = None
     if "scan" in on:  # a bilevel scan's threshold sits between the paper and the ink's core
-        img = _scan(img, rng, paper_ink=(float(np.median(paper)), float(np.median(paper)) * (1 - opacity)
-                                         + ink_level * opacity))
+        img = _scan(img, rng, paper_ink=(paper_level, paper_level * (1 - opacity) + ink_level * opacity))
     if "photo" in on:
         img, jpeg = _photo(img, rng)
     else:
