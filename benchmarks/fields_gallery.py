@@ -1,6 +1,7 @@
 """Pictures of the synthetic fields (digitlab.read.fields) for docs/reading-fields.md: one row per nuisance,
 drawn alone on three fields, then rows of whole cheque-amount and table-cell fields as their variants draw
-them. Digits are MNIST *test* digits.
+them, and MNIST 1s and 7s as the field reader's training writes some of them (fields.continental). Digits
+are MNIST *test* digits.
 
     python benchmarks/fields_gallery.py --data-dir ../shared/datasets   # writes docs/images/fields-*.png
 """
@@ -60,6 +61,23 @@ def main() -> None:
             for _ in range(1)]
     rows = [(f"{name} {i + 1}", samples[2 * i:2 * i + 2]) for name, samples in rows for i in range(2)]
     grid(rows, args.out / "fields-variants.png", "Whole fields as the cheque and cell variants draw them")
+    continental(digits, labels, args.out / "fields-continental.png")
+
+
+def continental(digits: np.ndarray, labels: np.ndarray, path: Path) -> None:
+    """Twelve MNIST 1s and 7s above the same digits written the continental way."""
+    picked = np.concatenate([np.flatnonzero(labels == d)[:6] for d in (1, 7)])
+    styled = fields.continental(digits[picked], labels[picked], 1.0, np.random.default_rng(0))
+    fig, axes = plt.subplots(2, len(picked), figsize=(0.8 * len(picked), 2.0))
+    for row, images in enumerate((digits[picked], styled)):
+        for ax, image in zip(axes[row], images):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_axis_off()
+    fig.suptitle("MNIST 1s and 7s (top) as the field reader's training writes 30% of them (bottom)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

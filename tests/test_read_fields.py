@@ -159,3 +159,41 @@ def test_variants_draw_their_nuisances_at_random_and_unknown_names_fail(digits):
     assert all(1 <= len(s.text) <= 3 for s in samples)
     with pytest.raises(ValueError, match="unknown nuisances"):
         field(digits, ("smudge",))
+
+
+def test_the_amount_box_draws_long_printed_lines_beside_the_number(digits):
+    found = 0
+    for seed in range(6):
+        sample, plain = field(digits, ("box",), seed), field(digits, (), seed)
+        assert sample.image.shape == plain.image.shape and sample.text == plain.text
+        dark, before = (s.image < np.median(s.image) - 40 for s in (sample, plain))
+        found += max(long_dark_run(dark, 0), long_dark_run(dark, 1)) > \
+            max(long_dark_run(before, 0), long_dark_run(before, 1)) + 0.3
+    assert found >= 4  # most fields show a side of the box (some boxes fall outside the crop)
+
+
+def test_printed_labels_stay_outside_the_text(digits):
+    for seed in range(6):
+        sample, plain = field(digits, ("printed",), seed), field(digits, (), seed)
+        assert sample.text == plain.text and sample.raw == plain.raw  # a label is never read
+        dark = (background(sample) < 140).sum()
+        assert dark > 15 and dark > 3 * (background(plain) < 140).sum(), seed  # letters away from the digits
+
+
+def test_continental_ones_and_sevens_get_their_strokes_and_nothing_else_changes(digits):
+    images, labels = digits
+    picked = np.flatnonzero(np.isin(labels, (1, 7, 4)))[:60]
+    x, y = images[picked], labels[picked]
+    styled = fields.continental(x, y, 1.0, np.random.default_rng(0))
+    added = (styled.astype(int) - x) > 60
+    assert np.array_equal(styled[y == 4], x[y == 4])  # only 1s and 7s
+    assert np.array_equal(fields.continental(x, y, 0.0, np.random.default_rng(0)), x)
+    for image, new, label in zip(x[y != 4], added[y != 4], y[y != 4]):
+        rows = np.flatnonzero((image > 100).any(1))
+        assert 3 <= new.sum() <= 80, label  # a stroke, not a blot
+        ys = np.flatnonzero(new.any(1))
+        middle = (rows[0] + rows[-1]) / 2
+        if label == 1:  # the up-stroke hangs from the top
+            assert ys.mean() < middle
+        else:  # the cross-bar is about half-way down
+            assert abs(ys.mean() - middle) < 0.3 * (rows[-1] - rows[0])

@@ -45,6 +45,8 @@ NUISANCES: dict[str, str] = {
     "faint": "faint ink: light, low-contrast strokes (pencil, faded iron-gall ink)",
     "scan": "scanner artefacts: low resolution, hard thresholding, streaks",
     "photo": "phone-camera artefacts: uneven light, blur, noise, JPEG",
+    "box": "the printed border of the amount box, cut by the crop or close around the number",
+    "printed": "printed words beside the number (a form's label: Valor, Pay, EUR, R$), to be ignored",
 }
 
 SEPARATORS = (".", ",", "'")
@@ -66,7 +68,7 @@ class FieldSpec:
 CHEQUE = FieldSpec(name="cheque", digits=(3, 7), height=(24, 44), chances=(
     ("guilloche", 0.7), ("hatching", 0.25), ("tint", 0.6), ("small", 0.8), ("separators", 0.5), ("trailing", 0.5),
     ("currency", 0.15), ("touching", 0.3), ("underline", 0.1), ("stamp", 0.05), ("thin", 0.5), ("faint", 0.25),
-    ("scan", 0.4), ("photo", 0.3)))
+    ("scan", 0.4), ("photo", 0.3), ("box", 0.3), ("printed", 0.25)))
 CELL = FieldSpec(name="cell", digits=(1, 3), height=(24, 48), chances=(
     ("rules", 0.9), ("band", 0.5), ("fullstop", 0.4), ("underline", 0.2), ("strike", 0.08), ("tint", 0.4),
     ("small", 0.5), ("touching", 0.1), ("faint", 0.5), ("thin", 0.2), ("stamp", 0.03), ("scan", 0.6),
@@ -99,6 +101,14 @@ def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.
     ih, iw = ink.shape
     left, right = (int(rng.uniform(0.2, 1.2) * h) for _ in range(2))
     top, bottom = int(rng.uniform(0.1, 0.5) * h), int(rng.uniform(0.1, 0.5) * h)
+    label, label_at = (_printed(h, rng), ("left", "top", "bottom")[int(rng.integers(3))]) if "printed" in on \
+        else (None, "")
+    if label_at == "left":  # room for the label before the number
+        left += label.shape[1] + int(rng.uniform(0.1, 0.5) * h)
+    elif label_at == "top":  # room above or below, where the crop's edge may cut the label
+        top += int(label.shape[0] * rng.uniform(0.5, 1.1))
+    elif label_at == "bottom":
+        bottom += int(label.shape[0] * rng.uniform(0.5, 1.1))
     band = int(rng.uniform(0.1, 0.3) * (iw + left + right)) if "band" in on else 0
     band_left = bool(rng.random() < 0.5)
     canvas = np.zeros((ih + top + bottom, iw + left + right + band), np.float32)
@@ -119,6 +129,10 @@ def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.
         img = np.minimum(img, paper * (1 - _bleed((hh, ww), digits, h, rng)))
     if "spots" in on:
         img = np.minimum(img, paper * (1 - _spots((hh, ww), h, rng)))
+    if "box" in on:
+        img = np.minimum(img, paper * (1 - _box((hh, ww), (x0, top, x0 + iw, top + ih), rng)))
+    if label is not None:
+        img = np.minimum(img, paper * (1 - _place(label, (hh, ww), label_at, (x0, top, x0 + iw, top + ih), rng)))
     if band:
         img = _band(img, band, band_left, rng)
 
@@ -152,6 +166,35 @@ def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.
         img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
     return Sample(image=img, lines=(text,), indices=(tuple(int(i) for i in picks),), jpeg=jpeg, boxes=(boxes,),
                   nuisances=tuple(name for name in NUISANCES if name in on), raw=(raw,))
+
+
+def continental(digits: np.ndarray, labels: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """A copy of (N, 28, 28) white-on-black Latin digits in which about `share` of the 1s get the long
+    up-stroke and of the 7s the cross-bar that much of Europe and Latin America writes (MNIST's American
+    writers rarely do): other hands than the dataset's, for training a reader of real documents."""
+    out = digits.copy()
+    for i in np.flatnonzero(((labels == 1) | (labels == 7)) & (rng.random(len(labels)) < share)):
+        ink = out[i] > 100
+        rows = np.flatnonzero(ink.any(1))
+        if rows.size < 8:
+            continue
+        r0, r1 = int(rows[0]), int(rows[-1])
+        width = int(np.clip(round(float(ink[(r0 + r1) // 2:r1 + 1].sum(1).mean())) - 1, 1, 2))  # a pen's
+        if labels[i] == 1:  # the up-stroke: from the top, down to the left
+            xt = float(np.flatnonzero(ink[r0:r0 + 3].any(0)).mean())
+            p, q = (xt, r0 + 0.5), (xt - rng.uniform(5, 9), r0 + rng.uniform(4, 8))
+        else:  # the cross-bar through the stem, a little below the middle
+            y = int(r0 + rng.uniform(0.45, 0.6) * (r1 - r0))
+            xs = np.flatnonzero(ink[y])
+            if xs.size == 0:
+                continue
+            xm, half = float(xs.mean()), rng.uniform(3.5, 6)
+            p, q = (xm - half, y + rng.uniform(-1, 1)), (xm + half, y + rng.uniform(-1, 1))
+        stroke = np.zeros((28, 28), np.uint8)
+        cv2.line(stroke, (int(round(p[0] * 4)), int(round(p[1] * 4))), (int(round(q[0] * 4)), int(round(q[1] * 4))),
+                 255, width, cv2.LINE_AA, shift=2)
+        np.maximum(out[i], stroke, out=out[i])
+    return out
 
 
 def generate_fields(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, n: int, seed: int) -> list[Sample]:
@@ -331,6 +374,60 @@ def _rules(shape: tuple[int, int], ink_x: tuple[int, int], top: int, bottom: int
     for x in verticals:
         cv2.line(layer, (x, 0), (x + int(rng.integers(-2, 3)), hh), 1.0, thick, cv2.LINE_AA)
     return rng.uniform(0.4, 0.85) * layer
+
+
+def _box(shape: tuple[int, int], ink: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """Darkness (0..1) of a printed box around the number (x0, y0, x1, y1): each side somewhere between
+    the ink and the crop's edge or just beyond it (then cut off), sometimes touching the writing."""
+    hh, ww = shape
+    x0, y0, x1, y1 = ink
+    layer = np.zeros(shape, np.float32)
+    left, right = int(rng.uniform(-0.1 * x0 - 3, x0 + 2)), int(rng.uniform(x1 - 2, ww + 0.1 * (ww - x1) + 3))
+    top, bottom = int(rng.uniform(-0.3 * y0 - 2, y0 + 2)), int(rng.uniform(y1 - 2, hh + 0.3 * (hh - y1) + 2))
+    thick = int(rng.integers(1, 3))
+    if rng.random() < 0.3:  # a double rule, as some cheques print it
+        cv2.rectangle(layer, (left + 3, top + 3), (right - 3, bottom - 3), 1.0, 1, cv2.LINE_AA)
+    cv2.rectangle(layer, (left, top), (right, bottom), 1.0, thick, cv2.LINE_AA)
+    return rng.uniform(0.35, 0.9) * layer
+
+
+_LABELS = ("Valor", "VALOR", "R$", "Pay", "EUR", "Betrag", "Montant", "Fr.", "Kr.", "Rs.", "Amount", "Importe",
+           "Nr.", "No.", "Total", "Som", "USD", "Bedrag", "Summa")
+_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
+          cv2.FONT_HERSHEY_PLAIN)
+
+
+def _printed(h: float, rng: np.random.Generator) -> np.ndarray:
+    """Darkness (0..1) of a printed label, cropped to its letters: a form's or a cheque's word for the
+    amount or the number, in a printer's font, about half a digit high."""
+    text = _LABELS[int(rng.integers(len(_LABELS)))]
+    font = _FONTS[int(rng.integers(len(_FONTS)))] | (cv2.FONT_ITALIC if rng.random() < 0.2 else 0)
+    scale = rng.uniform(0.35, 0.7) * h / 22
+    thick = max(1, int(round(scale * rng.uniform(1.0, 2.2))))
+    (w, th), base = cv2.getTextSize(text, font, scale, thick)
+    u8 = np.zeros((th + base + 2 * thick + 2, w + 2 * thick + 2), np.uint8)
+    cv2.putText(u8, text, (thick + 1, th + thick + 1), font, scale, 255, thick, cv2.LINE_AA)
+    return rng.uniform(0.5, 0.95) * u8.astype(np.float32) / 255
+
+
+def _place(label: np.ndarray, shape: tuple[int, int], at: str, ink: tuple[int, int, int, int],
+           rng: np.random.Generator) -> np.ndarray:
+    """A layer of `shape` holding the label: before the number (left, room made for it), or in the margin
+    above or below it, where the crop's edge may cut it."""
+    hh, ww = shape
+    lh, lw = label.shape
+    x0, y0, x1, y1 = ink
+    if at == "left":
+        x, y = int(rng.uniform(0, max(1, x0 - lw))), int(rng.uniform(y0, max(y0 + 1, y1 - lh)))
+    else:  # just clear of the writing, or touching it
+        x = int(rng.uniform(-0.3 * lw, max(1, ww - 0.7 * lw)))
+        gap = int(rng.uniform(-0.1, 0.3) * lh)
+        y = y0 - lh - gap if at == "top" else y1 + gap
+    layer = np.zeros(shape, np.float32)
+    ya, xa, yb, xb = max(0, y), max(0, x), min(hh, y + lh), min(ww, x + lw)
+    if yb > ya and xb > xa:
+        layer[ya:yb, xa:xb] = label[ya - y:yb - y, xa - x:xb - x]
+    return layer
 
 
 def _band(img: np.ndarray, band: int, left: bool, rng: np.random.Generator) -> np.ndarray:
