@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitlab.atomic import load_arrays, save_arrays, write_text
+from digitlab.atomic import write_text
 from digitlab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from digitlab.errors import ConfigError
 from digitlab.models import create_model
@@ -364,30 +364,18 @@ def train_line_reader(lcfg: LineReaderConfig | None, out_dir: str | Path, data_d
     The folder holds what a training run's does (config.json, metrics.csv, state.pt, summary.json) and
     the drawn lines (lines.npz), so that resume=True continues an interrupted run (its saved config
     wins; lcfg may be None)."""
-    from digitlab.train.loop import open_run, write_config
+    from digitlab.read.helperrun import drawn_data, open_helper_run
 
     started = time.perf_counter()
-    lcfg, out = open_run(lcfg, out_dir, resume, LineReaderConfig)
-    torch.set_num_threads(lcfg.threads)
-    start = None
-    if lcfg.init:
-        start = load_line_reader(lcfg.init)
-        lcfg = dataclasses.replace(lcfg, **{k: start.meta["model_args"][k] for k in ("width", "hidden")})
+    lcfg, out, start = open_helper_run(lcfg, out_dir, resume, LineReaderConfig, load_line_reader)
     log(f"line reader config: {lcfg.to_dict()}")
-    cached = load_arrays(out / LINES) if resume else None
-    if cached is None:
-        dataset, digits, labels = synth.training_digits(lcfg.run, data_dir)
-        if start is not None and start.meta["dataset"] != dataset:
-            raise ConfigError(f"init: {lcfg.init} reads {start.meta['dataset']}, but these lines are drawn "
-                              f"from {dataset} digits")
-        if not resume:
-            write_config(out, lcfg)
-        log(f"drawing {lcfg.images} training images from {len(labels)} {dataset} training digits ...")
-        train = draw_lines(digits, labels, lcfg.images, lcfg.seed, lcfg, log)
-        val = draw_lines(digits, labels, lcfg.val_images, lcfg.seed + 10_000, lcfg)
-        save_arrays(out / LINES, **pack_lines(train, "train"), **pack_lines(val, "val"), dataset=np.array(dataset))
-    else:
-        train, val, dataset = unpack_lines(cached, "train"), unpack_lines(cached, "val"), str(cached["dataset"])
+
+    def draw(digits: np.ndarray, labels: np.ndarray, dataset: str) -> dict[str, np.ndarray]:
+        return {**pack_lines(draw_lines(digits, labels, lcfg.images, lcfg.seed, lcfg, log), "train"),
+                **pack_lines(draw_lines(digits, labels, lcfg.val_images, lcfg.seed + 10_000, lcfg), "val")}
+
+    arrays, dataset = drawn_data(lcfg, out, data_dir, resume, LINES, draw, "images", log, start)
+    train, val = unpack_lines(arrays, "train"), unpack_lines(arrays, "val")
     log(f"{len(train)} training lines, {len(val)} validation lines, {time.perf_counter() - started:.0f} s")
     model, metrics = fit_line_reader(train, val, lcfg, log, progress, start.model if start is not None else None,
                                      out=out, resume=resume, dataset=dataset)

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from digitlab.atomic import load_arrays, save_arrays, write_text
+from digitlab.atomic import write_text
 from digitlab.checkpoint import Checkpoint, load_checkpoint
 from digitlab.errors import ConfigError
 from digitlab.read import segment, synth
@@ -208,26 +208,20 @@ def train_verifier(vcfg: VerifierConfig | None, out_dir: str | Path, data_dir: s
     return its metrics (accuracy on held-out images). The folder holds what a training run's does
     (config.json, metrics.csv, state.pt, summary.json) and the drawn crops (crops.npz), so that
     resume=True continues an interrupted run (its saved config wins; vcfg may be None)."""
-    from digitlab.train.loop import open_run, write_config
+    from digitlab.read.helperrun import drawn_data, open_helper_run
 
     started = time.perf_counter()
-    vcfg, out = open_run(vcfg, out_dir, resume, VerifierConfig)
-    if vcfg.threads:
-        torch.set_num_threads(vcfg.threads)
+    vcfg, out, _ = open_helper_run(vcfg, out_dir, resume, VerifierConfig)
     log(f"verifier config: {vcfg.to_dict()}")
-    cached = load_arrays(out / CROPS) if resume else None
-    if cached is None:
-        dataset, digits, labels = synth.training_digits(vcfg.run, data_dir)
-        if not resume:
-            write_config(out, vcfg)
-        log(f"drawing {vcfg.images} training images from {len(labels)} {dataset} training digits ...")
+
+    def draw(digits: np.ndarray, labels: np.ndarray, dataset: str) -> dict[str, np.ndarray]:
         x, y = make_crops(digits, labels, vcfg.images, vcfg.seed, vcfg, log=log, pair_images=vcfg.pair_images)
         vx, vy = make_crops(digits, labels, vcfg.val_images, vcfg.seed + 10_000, vcfg,
                             pair_images=vcfg.pair_images * vcfg.val_images // vcfg.images)
-        save_arrays(out / CROPS, x=x.numpy(), y=y.numpy(), vx=vx.numpy(), vy=vy.numpy(), dataset=np.array(dataset))
-    else:
-        x, y, vx, vy = (torch.from_numpy(cached[k]) for k in ("x", "y", "vx", "vy"))
-        dataset = str(cached["dataset"])
+        return {"x": x.numpy(), "y": y.numpy(), "vx": vx.numpy(), "vy": vy.numpy()}
+
+    arrays, dataset = drawn_data(vcfg, out, data_dir, resume, CROPS, draw, "images", log)
+    x, y, vx, vy = (torch.from_numpy(arrays[k]) for k in ("x", "y", "vx", "vy"))
     log(f"{len(y)} training crops ({(y < 10).float().mean():.0%} one digit, {is_pair(y).float().mean():.1%} "
         f"a merged pair), {len(vy)} validation crops, "
         f"{time.perf_counter() - started:.0f} s")
