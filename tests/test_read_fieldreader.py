@@ -63,7 +63,7 @@ def test_a_briefly_trained_field_reader_learns_saves_and_reads(brief_reader, sha
     assert 0.0 <= reading.confidence <= 1.0 and len(reading.lines) <= 1
     for d in reading.digits:  # each digit's box lies in the field
         x, y, w, h = d.box
-        assert 0 <= x and x + w <= sample.image.shape[1] and h == sample.image.shape[0]
+        assert 0 <= x and x + w <= sample.image.shape[1] and 0 <= y and 0 < h and y + h <= sample.image.shape[0]
     assert reading.to_dict()["raw"] == reading.raw
     from digitlab.read.evaluate import score_item
 
@@ -110,7 +110,9 @@ def test_a_field_reader_trains_further_from_another(brief_reader, shared_data_di
                                init=str(out))
     further = fr.train_field_reader(cfg, tmp_path / "further", shared_data_dir, progress=False, log=lambda s: None)
     assert further["init_weights_sha256"] == fr.load_field_reader(out).meta["weights_sha256"]
-    assert fr.load_field_reader(tmp_path / "further").meta["model_args"]["width"] == 48  # the start's, not 16
+    start_width = fr.load_field_reader(out).meta["model_args"]["width"]
+    assert start_width != 16
+    assert fr.load_field_reader(tmp_path / "further").meta["model_args"]["width"] == start_width  # not 16
     assert further["history"][0]["loss"] < metrics["history"][0]["loss"]  # it starts from what was learnt
 
 
@@ -163,3 +165,17 @@ def test_exact_match_after_rejecting_the_least_confident():
     results = [item(0.1, False), item(0.2, False)] + [item(0.9, True)] * 16 + [item(0.95, False)] * 2
     assert exact_after_rejecting(results, 0.0) == pytest.approx(16 / 20)
     assert exact_after_rejecting(results, 0.10) == pytest.approx(16 / 18)  # the two least confident go
+
+
+def test_a_digits_box_holds_its_ink_not_the_ruling_lines_along_and_across_the_field():
+    image = np.zeros((32, 120), np.uint8)
+    image[5, :] = 200  # a ruling line along the whole field
+    image[:, 100:103] = 255  # and one across it
+    image[10:26, 40:52] = 255  # a digit's ink
+    assert fr.ink_box(image, 30, 110) == (40, 10, 52, 26)
+    image[17:19, 40:52] = 0  # a gap inside the digit (a 0's hole) does not split it
+    image[8:30, 60:63] = 255  # a tall 1 in the next window stays ink
+    assert fr.ink_box(image, 30, 56) == (40, 10, 52, 26)
+    assert fr.ink_box(image, 56, 80) == (60, 8, 63, 30)
+    assert fr.ink_box(np.zeros((32, 50), np.uint8), 5, 20) == (5, 0, 20, 32)  # no ink: the window
+    assert fr.ink_box(image, 0, 120, rows_first=False) == (40, 0, 63, 32)  # the number's columns, lines aside

@@ -276,8 +276,11 @@ class FieldReaderConfig:
     # Distortion of the digits before they are written into fields (digitlab.data.augment's form): other
     # hands than the dataset's. "" or "none": the digits as they are
     augment: str = "rotation=6,shear=12,scale=0.9:1.1,elastic=24,stroke=-0.3:0.5"
-    width: int = 48  # channels of the network's middle layers
-    hidden: int = 128  # LSTM size, each direction
+    # Share of the 1s and 7s written the continental way (a long up-stroke on the 1, a cross-bar on the 7;
+    # digitlab.read.fields.continental), for Latin digits only (MNIST, USPS, digits)
+    continental: float = 0.3
+    width: int = 64  # channels of the network's middle layers
+    hidden: int = 160  # LSTM size, each direction
     epochs: int = 4
     batch_size: int = 64
     lr: float = 2e-3  # peak of the one-cycle schedule, Adam
@@ -292,6 +295,8 @@ class FieldReaderConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (0 <= self.cheque_share and 0 <= self.plain_share and self.cheque_share + self.plain_share <= 1):
             raise ConfigError("cheque_share and plain_share must be >= 0 and add up to at most 1")
+        if not 0 <= self.continental <= 1:
+            raise ConfigError(f"continental must be between 0 and 1, got {self.continental}")
         from digitlab.data.augment import parse_augment
         parse_augment(self.augment)  # a bad form fails here, before any field is drawn
 

@@ -32,14 +32,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from digitlab.atomic import load_arrays, save_arrays, write_text
+from digitlab.atomic import write_text
 from digitlab.calibrate import calibration_gap
 from digitlab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from digitlab.data.preprocess import ink_is_dark
 from digitlab.errors import ConfigError
 from digitlab.models import create_model
 from digitlab.models.linereader import LINE_HEIGHT, STRIDE
-from digitlab.read import fields, synth
+from digitlab.read import fields
 from digitlab.read.config import FieldReaderConfig
 from digitlab.read.errors import ReadError
 from digitlab.read.linereader import (
@@ -60,6 +60,8 @@ ROLE = "field-reader"  # meta["role"] of a field reader checkpoint
 MARKS = ".,'-=/$*#"  # the classes after the digits: what fields.py writes around a number
 MAX_WIDTH = 1024  # pixels: a field image is cut to this width (32 high: a field 32 times wider than high)
 FIELDS = "fields.npz"  # a field reader run's drawn training and validation fields
+LATIN = ("mnist", "usps", "digits")  # datasets of Western Arabic digits: their 1s and 7s may be written the
+# continental way (FieldReaderConfig.continental)
 
 
 def classes_of(digit_classes: list[str]) -> list[str]:
@@ -90,24 +92,29 @@ def field_image(gray: np.ndarray) -> np.ndarray:
 # --- training data ----------------------------------------------------------------------------------
 
 def make_fields(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, fcfg: FieldReaderConfig,
-                progress: bool = False) -> Lines:
+                progress: bool = False, latin: bool = False) -> Lines:
     """(field image, class indices of what was written) for n fields drawn from `digits` (labels 0-9).
-    With fcfg.augment, each block of fields draws from a freshly distorted copy of a random part of the
-    digits (other hands than the dataset's: slant, shear, elastic strokes)."""
+    Each block of fields draws from a fresh copy of a random part of the digits: other hands than the
+    dataset's, distorted by fcfg.augment (slant, shear, elastic strokes) and, for Latin digits (latin),
+    with fcfg.continental of the 1s and 7s written the continental way (fields.continental)."""
     from digitlab.data.augment import parse_augment
 
     rng = np.random.default_rng(seed)
     augment = parse_augment(fcfg.augment)
+    styles = fcfg.continental if latin else 0.0
     generator = torch.Generator().manual_seed(seed)
     out = []
     index = {c: 10 + k for k, c in enumerate(MARKS)}
     pool, pool_labels = digits, labels
     for k in tqdm(range(n), desc="drawing fields", unit="field", disable=not progress, leave=False):
-        if augment.enabled and k % _BLOCK == 0:
+        if (augment.enabled or styles) and k % _BLOCK == 0:
             picks = rng.choice(len(digits), min(len(digits), 8 * _BLOCK), replace=False)
-            x = torch.from_numpy(digits[picks]).float().div(255)[:, None]
-            pool = (augment(x, generator)[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-            pool_labels = labels[picks]
+            pool, pool_labels = digits[picks], labels[picks]
+            if styles:
+                pool = fields.continental(pool, pool_labels, styles, rng)
+            if augment.enabled:
+                x = torch.from_numpy(pool).float().div(255)[:, None]
+                pool = (augment(x, generator)[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
         u = rng.random()
         if u < fcfg.plain_share:
             sample = fields.make_field(pool, pool_labels, fields.CHEQUE if rng.random() < 0.5 else fields.CELL, rng,
@@ -130,8 +137,8 @@ class FieldReading:
     raw: str  # as written: digits, separators and marks
     confidence: float  # probability that `text` is right: of these digits, whatever marks stand between them
     raw_confidence: float  # probability of `raw` as written (CTC, all alignments)
-    chars: tuple[tuple[str, float, tuple[int, int]], ...]  # (char, its best frame's probability, x span in
-    # the field image's columns [x0, x1))
+    chars: tuple[tuple[str, float, tuple[int, int, int, int]], ...]  # (char, its best frame's probability,
+    # its box (x0, y0, x1, y1) in the field image's pixels: the ink around where its frames are)
     seconds: float
 
 
@@ -149,16 +156,55 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReadi
         best = decode(logp, classes)
         probs = logp.exp().numpy()
         scale = gray.shape[0] / (LINE_HEIGHT - 2)
-        chars = tuple((classes[c], float(probs[s:e, c].max()),
-                       (max(0, int((s * STRIDE - STRIDE) * scale)), min(gray.shape[1], int(math.ceil(
-                           (e * STRIDE - STRIDE) * scale)))))
-                      for c, (s, e) in zip(best.labels, best.frames))
+        # each char's window: the BiLSTM's CTC output tells the order of the chars, not where each one
+        # is (it may peak at the very first frame for a char further right), so the number's ink is
+        # shared out in reading order, a digit getting about three times a mark's width
+        n_digits = len(classes) - len(MARKS)
+        weights = np.array([1.0 if c < n_digits else 0.35 for c in best.labels])
+        left, _, right, _ = ink_box(li, 0, li.shape[1], rows_first=False)
+        cuts = left + (right - left) * np.concatenate([[0.0], np.cumsum(weights) / max(weights.sum(), 1e-9)])
+        chars = []
+        for k, (c, (s, e)) in enumerate(zip(best.labels, best.frames)):
+            x0, y0, x1, y1 = ink_box(li, int(cuts[k]), int(math.ceil(cuts[k + 1])))
+            chars.append((classes[c], float(probs[s:e, c].max()),
+                          (max(0, int((x0 - STRIDE) * scale)), max(0, int((y0 - 1) * scale)),
+                           min(gray.shape[1], int(math.ceil((x1 - STRIDE) * scale))),
+                           min(gray.shape[0], int(math.ceil((y1 - 1) * scale))))))
         digits = [c for c in best.labels if c < len(classes) - len(MARKS)]
         out.append(FieldReading(text="".join(classes[c] for c in digits), raw=best.text,
                                 confidence=digits_probability(logp, digits),
-                                raw_confidence=float(math.exp(best.logp)), chars=chars, seconds=0.0))
+                                raw_confidence=float(math.exp(best.logp)), chars=tuple(chars), seconds=0.0))
     each = (time.perf_counter() - started) / max(1, len(images))
     return [dataclasses.replace(r, seconds=each) for r in out]
+
+
+def ink_box(image: np.ndarray, x0: int, x1: int, rows_first: bool = True) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) of the ink of a field image (ink bright) between columns x0 and x1. What
+    runs along or across nearly the whole field (a ruling line, a band: bright in 90% of a row or a column)
+    is nobody's ink and is taken away first; then the rows, and the columns, with a tenth of the busiest
+    one's ink, joined across gaps of up to 3, around the busiest (rows_first=False: the columns from the
+    first to the last with a tenth of the busiest column's ink, all rows). The window itself when nothing
+    stands out."""
+    g = image.astype(np.float32)
+    g = np.clip(g - np.percentile(g, 10, axis=1, keepdims=True), 0, None)
+    g = np.clip(g - np.percentile(g, 10, axis=0, keepdims=True), 0, None)
+    x0, x1 = max(0, x0), min(image.shape[1], max(x0 + 1, x1))
+    window = g[:, x0:x1]
+    if window.max() <= 0:
+        return x0, 0, x1, image.shape[0]
+    if not rows_first:  # the extent of all the ink in the window, left to right
+        columns = np.flatnonzero(window.sum(0) >= 0.1 * window.sum(0).max())
+        return x0 + int(columns[0]), 0, x0 + int(columns[-1]) + 1, image.shape[0]
+    ya, yb = _busiest_run(window.sum(1))
+    xa, xb = _busiest_run(window[ya:yb].sum(0))
+    return x0 + xa, ya, x0 + xb, yb
+
+
+def _busiest_run(profile: np.ndarray) -> tuple[int, int]:
+    rows = np.flatnonzero(profile >= 0.1 * profile.max())
+    peak = int(profile.argmax())
+    run = next(r for r in np.split(rows, np.flatnonzero(np.diff(rows) > 4) + 1) if r[0] <= peak <= r[-1])
+    return int(run[0]), int(run[-1]) + 1
 
 
 def digits_probability(logp: torch.Tensor, digits: list[int]) -> float:
@@ -209,33 +255,24 @@ def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data
     and save it to the run folder out_dir (role "field-reader"); return its metrics. resume=True continues
     an interrupted run with its saved config and fields."""
     from digitlab.data import get_spec
+    from digitlab.read.helperrun import drawn_data, open_helper_run
     from digitlab.train import TrainConfig
-    from digitlab.train.loop import open_run, train_loop, write_config
+    from digitlab.train.loop import train_loop
 
     started = time.perf_counter()
-    fcfg, out = open_run(fcfg, out_dir, resume, FieldReaderConfig)
-    torch.set_num_threads(fcfg.threads)
-    start = None
-    if fcfg.init:
-        start = load_field_reader(fcfg.init)
-        fcfg = dataclasses.replace(fcfg, **{k: start.meta["model_args"][k] for k in ("width", "hidden")})
+    fcfg, out, start = open_helper_run(fcfg, out_dir, resume, FieldReaderConfig, load_field_reader)
     log(f"field reader config: {fcfg.to_dict()}")
-    cached = load_arrays(out / FIELDS) if resume else None
-    if cached is None:
-        dataset, digits, labels = synth.training_digits(fcfg.run, data_dir)
-        if not resume:
-            write_config(out, fcfg)
-        log(f"drawing {fcfg.images} training fields from {len(labels)} {dataset} training digits ...")
-        train = make_fields(digits, labels, fcfg.images, fcfg.seed, fcfg, progress)
-        val = make_fields(digits, labels, fcfg.val_images, fcfg.seed + 10_000, fcfg)
-        save_arrays(out / FIELDS, **pack_lines(train, "train"), **pack_lines(val, "val"), dataset=np.array(dataset))
-    else:
-        train, val, dataset = unpack_lines(cached, "train"), unpack_lines(cached, "val"), str(cached["dataset"])
+
+    def draw(digits: np.ndarray, labels: np.ndarray, dataset: str) -> dict[str, np.ndarray]:
+        latin = dataset in LATIN
+        return {**pack_lines(make_fields(digits, labels, fcfg.images, fcfg.seed, fcfg, progress, latin), "train"),
+                **pack_lines(make_fields(digits, labels, fcfg.val_images, fcfg.seed + 10_000, fcfg, latin=latin),
+                             "val")}
+
+    arrays, dataset = drawn_data(fcfg, out, data_dir, resume, FIELDS, draw, "fields", log, start)
+    train, val = unpack_lines(arrays, "train"), unpack_lines(arrays, "val")
     log(f"{len(train)} training fields, {len(val)} validation fields, {time.perf_counter() - started:.0f} s")
     classes = classes_of(list(get_spec(dataset).classes))
-    if start is not None and start.classes != classes:
-        raise ConfigError(f"init: {fcfg.init} reads {start.meta['dataset']} ({len(start.classes)} classes), but these "
-                          f"fields are drawn from {dataset} digits")
     meta = {"model": "line-reader", "model_args": {"num_classes": len(classes), "width": fcfg.width,
                                                    "hidden": fcfg.hidden},
             "role": ROLE, "dataset": dataset, "classes": classes, "line_height": LINE_HEIGHT, "stride": STRIDE,

@@ -449,8 +449,8 @@ def recognize(page: Page, ckpt: Recognizer, cfg: ReadConfig, started: float | No
 def read_field(image: Any, reader: str | PathLike | Checkpoint | None, config: ReadConfig | None = None,
                started: float | None = None) -> Reading:
     """read(image, field=True): the one number of a field image, by a field reader checkpoint or the one
-    beside a classifier's run folder. Each digit's box spans the field's height and the columns its
-    output frames cover."""
+    beside a classifier's run folder. Each digit's box is the ink around where the reader's output for it
+    peaks (fieldreader.ink_box)."""
     from digitlab.read import fieldreader
 
     started = time.perf_counter() if started is None else started
@@ -460,8 +460,8 @@ def read_field(image: Any, reader: str | PathLike | Checkpoint | None, config: R
     result = fieldreader.read_fields([gray], ckpt)[0]
     h = gray.shape[0]
     digits = [DigitReading(text=ch, best=ch, confidence=p, probabilities=(), line=0,
-                           box=tuple(int(round(v / scale)) for v in (x0, 0, x1 - x0, h)))
-              for ch, p, (x0, x1) in result.chars if ch not in fieldreader.MARKS]
+                           box=tuple(int(round(v / scale)) for v in (x0, y0, x1 - x0, y1 - y0)))
+              for ch, p, (x0, y0, x1, y1) in result.chars if ch not in fieldreader.MARKS]
     return Reading(source=name, size=(int(round(gray.shape[1] / scale)), int(round(h / scale))),
                    lines=[digits] if digits else [], ignored=[], temperature=1.0,
                    seconds=time.perf_counter() - started, raw_text=result.raw, field_confidence=result.confidence,
