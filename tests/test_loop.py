@@ -59,13 +59,17 @@ def interrupt_after_first_epoch(message: str) -> None:
         raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("which", ["verifier", "line reader"])
+@pytest.mark.parametrize("which", ["verifier", "line reader", "field reader"])
 def test_the_readers_helpers_train_in_run_folders_and_resume(which, shared_data_dir, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from digitlab.read import linereader, verifier
+    from digitlab.read import fieldreader, linereader, verifier
 
-    if which == "verifier":
+    if which == "field reader":
+        cfg = fieldreader.FieldReaderConfig(images=48, val_images=16, epochs=2, width=16, hidden=32, threads=1)
+        train, draw, drawn = fieldreader.train_field_reader, "make_fields", fieldreader.FIELDS
+        module = fieldreader
+    elif which == "verifier":
         cfg = verifier.VerifierConfig(images=40, val_images=10, epochs=2, threads=1)
         train, draw, drawn = verifier.train_verifier, "make_crops", verifier.CROPS
         module = verifier

@@ -1,7 +1,7 @@
 """Checkpoints shipped with digitlab, so that reading works offline right after install.
 
 Each bundled set is laid out like a training run: the classifier's model.json and model.safetensors,
-with the reader's helpers beside it (verifier/, line-reader/), so that every command that takes a run
+with the reader's helpers beside it (verifier/, line-reader/, field-reader/), so that every command that takes a run
 folder takes it too. Its README.md says how each checkpoint was trained and what it measures.
 
     digitlab read photo.jpg                      # the bundled MNIST reader
@@ -35,7 +35,7 @@ def bundled(name: str = DEFAULT) -> Path:
 
 def card(name: str) -> dict:
     """What bundled set `name` holds: its classifier's architecture, dataset, classes, test accuracy and
-    calibration, the bytes of its weights, and whether its verifier and line reader are there."""
+    calibration, the bytes of its weights, and whether its verifier, line reader and field reader are there."""
     import json
 
     folder = bundled(name)
@@ -46,7 +46,8 @@ def card(name: str) -> dict:
             "classes": meta["classes"], "test_accuracy": metrics.get("test_accuracy"),
             "temperature": meta.get("temperature"), "bytes": sum(p.stat().st_size for p in files),
             "verifier": (folder / "verifier" / "model.json").is_file(),
-            "line_reader": (folder / "line-reader" / "model.json").is_file()}
+            "line_reader": (folder / "line-reader" / "model.json").is_file(),
+            "field_reader": (folder / "field-reader" / "model.json").is_file()}
 
 
 def list_pretrained(pattern: str | None = None) -> list[str]:
