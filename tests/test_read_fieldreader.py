@@ -172,10 +172,12 @@ def test_a_digits_box_holds_its_ink_not_the_ruling_lines_along_and_across_the_fi
     image[5, :] = 200  # a ruling line along the whole field
     image[:, 100:103] = 255  # and one across it
     image[10:26, 40:52] = 255  # a digit's ink
-    assert fr.ink_box(image, 30, 110) == (40, 10, 52, 26)
+    assert fr.ink_box(fr.without_lines(image), 30, 110) == (40, 10, 52, 26)
     image[17:19, 40:52] = 0  # a gap inside the digit (a 0's hole) does not split it
     image[8:30, 60:63] = 255  # a tall 1 in the next window stays ink
-    assert fr.ink_box(image, 30, 56) == (40, 10, 52, 26)
-    assert fr.ink_box(image, 56, 80) == (60, 8, 63, 30)
-    assert fr.ink_box(np.zeros((32, 50), np.uint8), 5, 20) == (5, 0, 20, 32)  # no ink: the window
-    assert fr.ink_box(image, 0, 120, rows_first=False) == (40, 0, 63, 32)  # the number's columns, lines aside
+    ink = fr.without_lines(image)
+    assert fr.ink_box(ink, 30, 56) == (40, 10, 52, 26)
+    assert fr.ink_box(ink, 56, 80) == (60, 8, 63, 30)
+    assert fr.number_columns(ink) == (40, 63)  # the number's columns, the lines aside
+    blank = fr.without_lines(np.zeros((32, 50), np.uint8))
+    assert fr.ink_box(blank, 5, 20) == (5, 0, 20, 32) and fr.number_columns(blank) == (0, 50)  # no ink

@@ -161,11 +161,12 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReadi
         # shared out in reading order, a digit getting about three times a mark's width
         n_digits = len(classes) - len(MARKS)
         weights = np.array([1.0 if c < n_digits else 0.35 for c in best.labels])
-        left, _, right, _ = ink_box(li, 0, li.shape[1], rows_first=False)
+        ink = without_lines(li)
+        left, right = number_columns(ink)
         cuts = left + (right - left) * np.concatenate([[0.0], np.cumsum(weights) / max(weights.sum(), 1e-9)])
         chars = []
         for k, (c, (s, e)) in enumerate(zip(best.labels, best.frames)):
-            x0, y0, x1, y1 = ink_box(li, int(cuts[k]), int(math.ceil(cuts[k + 1])))
+            x0, y0, x1, y1 = ink_box(ink, int(cuts[k]), int(math.ceil(cuts[k + 1])))
             chars.append((classes[c], float(probs[s:e, c].max()),
                           (max(0, int((x0 - STRIDE) * scale)), max(0, int((y0 - 1) * scale)),
                            min(gray.shape[1], int(math.ceil((x1 - STRIDE) * scale))),
@@ -178,23 +179,32 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReadi
     return [dataclasses.replace(r, seconds=each) for r in out]
 
 
-def ink_box(image: np.ndarray, x0: int, x1: int, rows_first: bool = True) -> tuple[int, int, int, int]:
-    """The box (x0, y0, x1, y1) of the ink of a field image (ink bright) between columns x0 and x1. What
-    runs along or across nearly the whole field (a ruling line, a band: bright in 90% of a row or a column)
-    is nobody's ink and is taken away first; then the rows, and the columns, with a tenth of the busiest
-    one's ink, joined across gaps of up to 3, around the busiest (rows_first=False: the columns from the
-    first to the last with a tenth of the busiest column's ink, all rows). The window itself when nothing
-    stands out."""
+def without_lines(image: np.ndarray) -> np.ndarray:
+    """A field image (ink bright) as float ink with what runs along or across nearly the whole field taken
+    away (a ruling line, a band: bright in 90% of a row or a column): nobody's ink."""
     g = image.astype(np.float32)
     g = np.clip(g - np.percentile(g, 10, axis=1, keepdims=True), 0, None)
-    g = np.clip(g - np.percentile(g, 10, axis=0, keepdims=True), 0, None)
-    x0, x1 = max(0, x0), min(image.shape[1], max(x0 + 1, x1))
-    window = g[:, x0:x1]
+    return np.clip(g - np.percentile(g, 10, axis=0, keepdims=True), 0, None)
+
+
+def number_columns(ink: np.ndarray) -> tuple[int, int]:
+    """The columns [x0, x1) of the number in `ink` (without_lines): from the first to the last column with a
+    tenth of the busiest column's ink; all of it when there is none."""
+    profile = ink.sum(0)
+    if profile.max() <= 0:
+        return 0, ink.shape[1]
+    columns = np.flatnonzero(profile >= 0.1 * profile.max())
+    return int(columns[0]), int(columns[-1]) + 1
+
+
+def ink_box(ink: np.ndarray, x0: int, x1: int) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) of the ink between columns x0 and x1 of `ink` (without_lines): the rows,
+    then the columns, with a tenth of the busiest one's ink, joined across gaps of up to 3, around the
+    busiest. The window itself when it holds no ink."""
+    x0, x1 = max(0, x0), min(ink.shape[1], max(x0 + 1, x1))
+    window = ink[:, x0:x1]
     if window.max() <= 0:
-        return x0, 0, x1, image.shape[0]
-    if not rows_first:  # the extent of all the ink in the window, left to right
-        columns = np.flatnonzero(window.sum(0) >= 0.1 * window.sum(0).max())
-        return x0 + int(columns[0]), 0, x0 + int(columns[-1]) + 1, image.shape[0]
+        return x0, 0, x1, ink.shape[0]
     ya, yb = _busiest_run(window.sum(1))
     xa, xb = _busiest_run(window[ya:yb].sum(0))
     return x0 + xa, ya, x0 + xb, yb
