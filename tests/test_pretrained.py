@@ -20,7 +20,7 @@ def test_each_bundled_classifier_scores_as_its_card_says(name, shared_data_dir):
     report = evaluate_checkpoint(pretrained.bundled(name), data_dir=shared_data_dir)
     assert report["dataset"] == card["dataset"] and report["images"] >= 1500  # Kannada: 15% of its test split
     assert report["accuracy"] == pytest.approx(card["test_accuracy"], abs=1e-4)  # the whole test set, as recorded
-    assert card["verifier"] and card["line_reader"]
+    assert card["verifier"] and card["line_reader"] and card["field_reader"]
     text = (pretrained.bundled(name) / "README.md").read_text()
     assert f"{100 * card['test_accuracy']:.2f}%" in text  # the card in the folder gives the same figure
     meta = json.loads((pretrained.bundled(name) / "model.json").read_text())
