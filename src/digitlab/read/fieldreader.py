@@ -171,7 +171,7 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReadi
                           (max(0, int((x0 - STRIDE) * scale)), max(0, int((y0 - 1) * scale)),
                            min(gray.shape[1], int(math.ceil((x1 - STRIDE) * scale))),
                            min(gray.shape[0], int(math.ceil((y1 - 1) * scale))))))
-        digits = [c for c in best.labels if c < len(classes) - len(MARKS)]
+        digits = [c for c in best.labels if c < n_digits]
         out.append(FieldReading(text="".join(classes[c] for c in digits), raw=best.text,
                                 confidence=digits_probability(logp, digits),
                                 raw_confidence=float(math.exp(best.logp)), chars=tuple(chars), seconds=0.0))
