@@ -12,8 +12,8 @@ benchmarks/results/.
 
     python benchmarks/read_scripts.py --data-dir ../shared/datasets \\
         --checkpoint runs/tibetan --checkpoint runs/kannada --checkpoint runs/lenet5-improved
-    python benchmarks/read_scripts.py --data-dir ../shared/datasets --checkpoint tibetan --checkpoint kannada \\
-        --variants cheque,cell --name read_scripts-fields
+    python benchmarks/read_scripts.py --data-dir ../shared/datasets --checkpoint runs/tibetan \\
+        --checkpoint runs/kannada --variants cheque,cell --name read_scripts-fields
 """
 
 from __future__ import annotations
