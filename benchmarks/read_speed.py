@@ -24,6 +24,7 @@ import report as report_io
 import torch
 from read_synthetic import add_reader_options, helper_path, open_reader
 
+from digitlab.engine import as_recognizer, default_backend
 from digitlab.read import ReadConfig, read, segment, synth
 from digitlab.read.image import load_gray, prepare
 from digitlab.read.recognize import recognize
@@ -52,22 +53,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_reader_options(parser)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--backend", choices=["onnxruntime", "torch"], default=None,
+                        help="engine of the classifier and the line reader (default: ONNX Runtime when installed)")
     parser.add_argument("--dry-run", action="store_true", help="5 runs, nothing saved")
     args = parser.parse_args()
     if args.dry_run:
         args.runs = 5
     ckpt, checker, second, images, labels = open_reader(args)
+    backend = args.backend or default_backend()
+    engine = as_recognizer(ckpt, backend, threads=args.threads)
     img, truth = photo(images, labels, seed=0)
     cfg = ReadConfig()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "meter.jpg"
         cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
         for _ in range(3):  # warm-up: first calls allocate, fill caches
-            reading = read(path, ckpt, cfg, checker, second)
+            reading = read(path, engine, cfg, checker, second)
         times = []
         for _ in range(args.runs):
             t = time.perf_counter()
-            reading = read(path, ckpt, cfg, checker, second)
+            reading = read(path, engine, cfg, checker, second)
             times.append(time.perf_counter() - t)
         # One more run, stage by stage
         t0 = time.perf_counter()
@@ -78,13 +83,13 @@ def main() -> None:
         lay = segment.layout(page, cfg)
         cands = segment.candidates(lay, cfg, page.text_height)
         t3 = time.perf_counter()
-        recognize(page, ckpt, cfg, verifier=checker, line_reader=second)
+        recognize(page, engine, cfg, verifier=checker, line_reader=second)
         t4 = time.perf_counter()
     stages = {"decode": t1 - t0, "clean (polarity, flatten, binarize, deskew, lines, slant)": t2 - t1,
               "layout and candidates": t3 - t2, "crops, model, best path (incl. layout again)": t4 - t3}
     median, p95 = statistics.median(times), float(np.percentile(times, 95))
     env = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-           "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "backend": backend,
            "opencv": cv2.__version__, "load_average": os.getloadavg()}
     report = {"benchmark": "read_speed", "checkpoint": report_io.portable(args.checkpoint),
               "weights_sha256": ckpt.meta["weights_sha256"], "model": ckpt.meta["model"],
@@ -94,7 +99,8 @@ def main() -> None:
               "truth": truth, "read": reading.text, "candidates": len(cands), "runs": args.runs,
               "median_ms": 1000 * median, "p95_ms": 1000 * p95, "min_ms": 1000 * min(times),
               "stages_ms": {k: 1000 * v for k, v in stages.items()}, "env": env}
-    md = [f"# Reading a 1-megapixel photo of 10 digits ({env['cpus']} CPUs, {env['threads']} torch thread(s))", "",
+    md = [f"# Reading a 1-megapixel photo of 10 digits ({env['cpus']} CPUs, {env['threads']} thread(s), "
+          f"{backend})", "",
           f"`digitlab.read.read` on a {SIZE[0]}x{SIZE[1]} JPEG (file decode included), {args.runs} runs after 3 "
           f"warm-up runs, one process; {ckpt.meta['model']}"
           + (f", verifier {checker.meta['model']}" if checker else ", no verifier")

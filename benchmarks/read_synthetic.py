@@ -23,7 +23,6 @@ import platform
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import report as report_io
 import torch
@@ -35,7 +34,6 @@ from digitlab.infer import predict_logits
 from digitlab.pretrained import bundled
 from digitlab.read import ReadConfig, fieldreader, fields, linereader, synth, verifier
 from digitlab.read.evaluate import FAILURES, evaluate_items
-from digitlab.read.recognize import read_field
 
 SEEDS = {"easy": 1, "hard": 2, "cheque": 3, "cell": 4}
 NUISANCES = ("none of these", "touching", "overlapping", "ruling", "boxes", "inverted")
@@ -187,20 +185,6 @@ def main() -> None:
             results[label] = score_variant(samples, label, seed, args.n, field, ckpt, cfg, checker, second,
                                            args.field_reader, raw_predictions, labels)
 
-    field_speed = None
-    if args.field_reader != "none":  # the target: a 150x50 field in <= 5 ms
-        cells = [cv2.resize(c.image, (150, 50), interpolation=cv2.INTER_AREA)
-                 for c in fields.generate_fields(images, labels, fields.CELL, 50 if args.dry_run else 300, 99)]
-        read_field(cells[0], args.field_reader)  # loading, once
-        times = []
-        for cell in cells:
-            t = time.perf_counter()
-            read_field(cell, args.field_reader)
-            times.append(time.perf_counter() - t)
-        field_speed = {"images": len(cells), "median_ms": 1000 * float(np.median(times)),
-                       "p95_ms": 1000 * float(np.percentile(times, 95))}
-        print(f"150x50 field, field mode: median {field_speed['median_ms']:.2f} ms, p95 {field_speed['p95_ms']:.2f} ms")
-
     env = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
     verifying = {"path": helper_path(args.verifier, args.checkpoint, "verifier"), "model": checker.meta["model"],
@@ -213,7 +197,7 @@ def main() -> None:
            "weights_sha256": ckpt.meta["weights_sha256"], "model": ckpt.meta["model"],
            "verifier": verifying, "line_reader": lines,
            "temperature": ckpt.meta["temperature"], "logit_reference": ckpt.meta["logit_reference"],
-           "config": cfg.to_dict(), "env": env, "results": results, "field_speed": field_speed,
+           "config": cfg.to_dict(), "env": env, "results": results,
            "field_reader": report_io.portable(args.field_reader) if args.field_reader != "none" else None,
            "seconds": time.perf_counter() - started}
     md = [f"# Reading synthetic digit strings ({ckpt.meta['model']}, {report_io.portable(args.checkpoint)})", "",
@@ -255,9 +239,6 @@ def main() -> None:
         raw = f"{100 * r['raw_exact_match']:.1f}%" if "raw_exact_match" in r else "-"
         md.append(f"| {name} | {100 * at['0']:.1f}% | {100 * at['0.05']:.1f}% | {100 * at['0.1']:.1f}% | {raw} | "
                   f"{100 * r['mean_confidence']:.1f}% | {100 * r['calibration_error']:.1f} pt |")
-    if field_speed:
-        md += ["", f"Field mode on a 150x50 field: median {field_speed['median_ms']:.2f} ms, p95 "
-                   f"{field_speed['p95_ms']:.2f} ms per field ({field_speed['images']} cells, decoding included)."]
     field_runs = [name for name in results if name.split(",")[0] in fields.VARIANTS]
     if field_runs:
         md += ["", "Fields (`digitlab.read.fields`): exact match by nuisance (an image counts under each one it has; "

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from digitlab.data import load_dataset
-from digitlab.engine import Recognizer, onnx_cache
+from digitlab.engine import LineEngine, Recognizer, onnx_cache
 from digitlab.errors import ConfigError
-from digitlab.export import export_onnx
+from digitlab.export import ExportError, export_line_onnx, export_onnx
 
 
 def test_onnxruntime_and_torch_agree_and_the_export_is_cached(digits_run, cache, monkeypatch):
@@ -56,3 +56,20 @@ def test_bad_settings_are_one_line_errors(digits_run, tmp_path):
     export_onnx(digits_run, tmp_path / "d.onnx", images=20)
     with pytest.raises(ConfigError, match="onnxruntime backend only"):
         Recognizer(tmp_path / "d.onnx", backend="torch")
+
+
+def test_a_line_engine_runs_an_unsaved_network_on_pytorch_and_export_refuses_a_classifier(digits_run, tmp_path):
+    import torch
+
+    from digitlab.checkpoint import Checkpoint
+    from digitlab.models import create_model
+
+    model = create_model("line-reader", width=12, hidden=16).eval()
+    engine = LineEngine(Checkpoint(model, {"model": "line-reader"}))  # no weights hash: being trained
+    assert engine.backend == "torch"
+    x = torch.rand(1, 1, 32, 40)
+    with torch.inference_mode():
+        assert np.array_equal(engine(x.numpy()), model(x).numpy())
+    with pytest.raises(ExportError, match="not a line or field reader"):
+        export_line_onnx(digits_run, tmp_path / "c.onnx")
+    assert not (tmp_path / "c.onnx").exists()

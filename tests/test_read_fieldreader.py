@@ -86,6 +86,55 @@ def test_fields_read_together_read_as_each_alone(brief_reader, shared_data_dir):
     assert np.allclose([r.confidence for r in together], [r.confidence for r in alone], rtol=0.1, atol=1e-3)
 
 
+def test_the_field_reader_reads_alike_on_onnxruntime_and_pytorch(brief_reader, shared_data_dir, cache,
+                                                                  monkeypatch):
+    from digitlab.engine import line_engine, onnx_cache
+
+    digits = synth.load_test_digits(shared_data_dir)
+    rng = np.random.default_rng(11)
+    images = [fields.make_field(*digits, spec, rng).image for spec in (fields.CELL, fields.CHEQUE) * 5]
+    ckpt = fr.load_field_reader(brief_reader[0])
+    monkeypatch.setattr("digitlab.engine._LINES", {})
+    fast, slow = fr.read_fields(images, ckpt, "onnxruntime"), fr.read_fields(images, ckpt, "torch")
+    path = onnx_cache(ckpt.meta)  # exported once, by the weights' hash
+    assert path.is_file() and path.is_relative_to(cache) and "-line-" in path.name
+    assert line_engine(ckpt, "onnxruntime").backend == "onnxruntime" and line_engine(ckpt, "torch").backend == "torch"
+    assert [r.raw for r in fast] == [r.raw for r in slow]
+    assert [[(c, box) for c, _, box in r.chars] for r in fast] == [[(c, box) for c, _, box in r.chars] for r in slow]
+    assert np.allclose([p for r in fast for _, p, _ in r.chars], [p for r in slow for _, p, _ in r.chars], atol=1e-4)
+    assert np.allclose([r.confidence for r in fast], [r.confidence for r in slow], atol=1e-4)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr("digitlab.export.export_line_onnx", no_export)
+    monkeypatch.setattr("digitlab.engine._LINES", {})
+    again = fr.read_fields(images[:2], ckpt, "onnxruntime")  # a new engine of the same weights: the cached file
+    assert [r.raw for r in again] == [r.raw for r in fast[:2]]
+
+
+def test_a_field_reader_exports_to_onnx_with_any_width(brief_reader, tmp_path, capsys):
+    import onnxruntime as ort
+    import torch
+
+    from digitlab.export import onnx_metadata
+
+    out = tmp_path / "field.onnx"
+    assert main(["export", str(brief_reader[0]), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "opset 17" in said and "log-probability difference" in said
+    assert onnx_metadata(out)["role"] == fr.ROLE
+    ckpt = fr.load_field_reader(brief_reader[0])
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for width in (12, 52, 300):  # widths the export's own check did not use
+        x = torch.rand(2, 1, 32, width, generator=torch.Generator().manual_seed(width))
+        with torch.inference_mode():
+            expected = ckpt.model(x).numpy()
+        got = session.run(None, {"lines": x.numpy()})[0]
+        assert got.shape == expected.shape == (width // 4, 2, len(ckpt.classes) + 1)
+        assert np.abs(got - expected).max() < 1e-3
+
+
 def test_the_confidence_is_of_the_digits_whatever_the_marks_between_them():
     import torch
 

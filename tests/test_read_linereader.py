@@ -73,7 +73,11 @@ def stand_in(read_model, monkeypatch):
     """A line reader checkpoint whose every line reads as the string in `says[0]` (read_lines patched)."""
     ckpt, _ = read_model
     says = ["0"]
-    monkeypatch.setattr(linereader, "read_lines", lambda reader, images: [frames_for(says[0]) for _ in images])
+
+    def read_lines(reader, images, backend=None):
+        return [frames_for(says[0]) for _ in images]
+
+    monkeypatch.setattr(linereader, "read_lines", read_lines)
     fake = Checkpoint(model=ckpt.model, meta={**ckpt.meta, "role": linereader.ROLE, "model": "line-reader",
                                               **linereader.GEOMETRY})
     return fake, says

@@ -143,11 +143,20 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from digitlab.export import export_onnx
+    from digitlab.export import export_line_onnx, export_onnx
+    from digitlab.infer import as_checkpoint
 
     if args.images < 1:
         raise DigitlabError(f"--images must be >= 1, got {args.images}")
-    report = export_onnx(args.checkpoint, args.out, data_dir=args.data_dir, images=args.images, opset=args.opset)
+    ckpt = as_checkpoint(args.checkpoint)
+    opset = {} if args.opset is None else {"opset": args.opset}
+    if ckpt.meta.get("model") == "line-reader":  # a line or field reader: line images of any width
+        report = export_line_onnx(ckpt, args.out, **opset)
+        print(f"wrote {report.path} ({report.bytes:,} bytes, opset {report.opset}); checked on {report.images} "
+              f"{report.source}: max |log-probability difference| {report.max_abs_diff:.2e}, the same best class "
+              f"in every frame for {100 * report.agreement:.0f}% of them")
+        return
+    report = export_onnx(ckpt, args.out, data_dir=args.data_dir, images=args.images, **opset)
     print(f"wrote {report.path} ({report.bytes:,} bytes, opset {report.opset}); checked on {report.source}: "
           f"max |logit difference| {report.max_abs_diff:.2e}, same class for {100 * report.agreement:.2f}%")
 
@@ -311,15 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", "export a checkpoint's model to ONNX, checked against PyTorch", cmd_export,
                 description="Write the checkpoint's classifier as one ONNX file (dynamic batch axis, the "
                             "checkpoint's classes, normalisation and calibration in its metadata). ONNX Runtime "
-                            "then runs it beside PyTorch on real test images; a mismatch fails the export.")
+                            "then runs it beside PyTorch on real test images; a mismatch fails the export. A line "
+                            "or field reader (`train-line-reader`, `train-field-reader`) is written with dynamic "
+                            "batch and width (input `lines` (N, 1, 32, W), output `logp` (W/4, N, classes + "
+                            "blank)) and checked on line images of several widths.")
     p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT",
-                   help="a run folder or .safetensors file (default: the bundled MNIST classifier)")
+                   help="a run folder or .safetensors file of a classifier, line reader or field reader "
+                        "(default: the bundled MNIST classifier)")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="file format (default onnx)")
     p.add_argument("--out", metavar="FILE", required=True, help="the file to write, e.g. model.onnx")
     p.add_argument("--data-dir", metavar="DIR", help="where the checkpoint's test images are (default: where its "
                                                      "run found them, then $DIGITLAB_DATA, then the cache)")
     p.add_argument("--images", type=int, default=1000, metavar="N", help="test images to check on (default 1000)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default 18; 17 for a line or field reader)")
 
     p = command("bench", "measure checkpoints in each format: size, accuracy, images/s, latency", cmd_bench,
                 description="Measure each checkpoint as PyTorch eager fp32, ONNX Runtime fp32 and ONNX Runtime "

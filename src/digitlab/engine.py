@@ -2,7 +2,10 @@
 Runtime (by default) or PyTorch, batched, with the checkpoint's normalisation and calibration temperature.
 
 A checkpoint run on ONNX Runtime is exported once (`digitlab.export`, which checks the file against PyTorch)
-into the cache, named by the weights' SHA-256, so later Recognizers of the same weights load it at once."""
+into the cache, named by the weights' SHA-256, so later Recognizers of the same weights load it at once.
+
+`LineEngine` does the same for a line or field reader (`digitlab.read.linereader`): line images of any
+width in, CTC log-probabilities out; `line_engine` keeps the last few."""
 
 from __future__ import annotations
 
@@ -29,11 +32,22 @@ def default_backend() -> str:
 
 
 def onnx_cache(meta: dict[str, Any]) -> Path:
-    """Where the ONNX export of these weights is kept: <cache>/onnx/<sha256 prefix>-opset<k>.onnx."""
+    """Where the ONNX export of these weights is kept: <cache>/onnx/<sha256 prefix>-opset<k>.onnx (a line
+    reader's: <sha256 prefix>-line-opset<k>.onnx)."""
     from digitlab.data.paths import resolve_cache_dir
-    from digitlab.export import OPSET
+    from digitlab.export import LINE_OPSET, OPSET
 
-    return resolve_cache_dir() / "onnx" / f"{meta['weights_sha256'][:20]}-opset{OPSET}.onnx"
+    kind = f"line-opset{LINE_OPSET}" if meta.get("model") == "line-reader" else f"opset{OPSET}"
+    return resolve_cache_dir() / "onnx" / f"{meta['weights_sha256'][:20]}-{kind}.onnx"
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class Recognizer:
@@ -69,12 +83,7 @@ class Recognizer:
 
                     export_onnx(ckpt, path, images=256)
         if self._model is None:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = _session(path, threads)
             self._input = self._session.get_inputs()[0].name
         self.classes: list[str] = list(self.meta["classes"])
         self.normalization = Normalization(**self.meta["normalization"])
@@ -154,3 +163,48 @@ _RECENT: dict[tuple[str, str, int], Recognizer] = {}  # the last few checkpoints
 @functools.cache
 def _bundled(backend: str, threads: int) -> Recognizer:
     return Recognizer(None, backend=backend, threads=threads)
+
+
+class LineEngine:
+    """A line or field reader checkpoint's network ((N, 1, LINE_HEIGHT, W) float32 line images, ink 1 on 0
+    -> (W / STRIDE, N, classes + 1) log-probabilities) on ONNX Runtime or PyTorch. backend "torch" runs the
+    checkpoint's model in the process's torch threads; "onnxruntime" exports it once into the cache (by its
+    weights' SHA-256) and runs that in `threads` threads. A checkpoint without a weights hash (a network
+    being trained) runs on PyTorch."""
+
+    def __init__(self, ckpt: Any, *, backend: str = "onnxruntime", threads: int = 1):
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.meta, self._model, self._session = ckpt.meta, ckpt.model, None
+        self.backend = backend if ckpt.meta.get("weights_sha256") else "torch"
+        if self.backend == "onnxruntime":
+            path = onnx_cache(ckpt.meta)
+            if not path.is_file():
+                from digitlab.export import export_line_onnx
+
+                export_line_onnx(ckpt, path)
+            self._session = _session(path, threads)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            with torch.inference_mode():
+                return self._model(torch.from_numpy(x)).numpy()
+        return self._session.run(None, {"lines": x})[0]
+
+
+def line_engine(ckpt: Any, backend: str | None = None, threads: int = 1) -> LineEngine:
+    """A LineEngine of a loaded line or field reader checkpoint on `backend` (None: default_backend()); the
+    last few made are kept, by weights and backend."""
+    backend = backend or default_backend()
+    sha = ckpt.meta.get("weights_sha256")
+    if sha is None:
+        return LineEngine(ckpt, backend=backend, threads=threads)
+    key = (sha, backend, threads)
+    if key not in _LINES:
+        if len(_LINES) >= 8:
+            del _LINES[next(iter(_LINES))]
+        _LINES[key] = LineEngine(ckpt, backend=backend, threads=threads)
+    return _LINES[key]
+
+
+_LINES: dict[tuple[str, str, int], LineEngine] = {}

@@ -4,7 +4,11 @@ torch's dynamo exporter writes the model with a dynamic batch axis, the weights 
 external data: digit models are small). The checkpoint's model.json (classes, normalisation, calibration
 temperature, ...) travels in the file's metadata under "digitlab", so the ONNX file is as self-describing
 as the checkpoint. Before the file is kept, ONNX Runtime runs it beside PyTorch on real test images (the
-checkpoint's own test split when it can be found); a mismatch beyond `tolerance` fails the export."""
+checkpoint's own test split when it can be found); a mismatch beyond `tolerance` fails the export.
+
+A line or field reader (CNN + BiLSTM, `digitlab.read.linereader`) is exported by `export_line_onnx`, with
+dynamic batch and width, by torch's TorchScript exporter: the dynamo exporter fixes the LSTM's sequence
+length at the example's (torch 2.13), so a line of another width fails in ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from digitlab.atomic import atomic_path
 from digitlab.errors import DatasetError, DigitlabError
 
 OPSET = 18
+LINE_OPSET = 17  # the TorchScript exporter's newest well-trodden opset
 METADATA_KEY = "digitlab"
 
 
@@ -111,6 +116,57 @@ def export_onnx(checkpoint: Any, out: str | Path, *, data_dir: str | Path | None
             raise ExportError(f"{out}: ONNX Runtime and PyTorch differ by {diff:.3g} on {source} (tolerance "
                               f"{tolerance:g}); the file was not written")
     return ExportReport(out, out.stat().st_size, opset, len(x), source, diff, agreement)
+
+
+def export_line_onnx(checkpoint: Any, out: str | Path, *, opset: int = LINE_OPSET,
+                     tolerance: float = 1e-3) -> ExportReport:
+    """Write a line or field reader checkpoint's network ((N, 1, LINE_HEIGHT, W) line images -> (W / STRIDE,
+    N, classes + 1) log-probabilities) as ONNX to `out`, batch and width dynamic, checked against PyTorch on
+    lines of several widths (rows of drawn strokes over noise; the network's output, not its reading, is
+    compared)."""
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install -e '.[onnx]'") from None
+    from digitlab.infer import as_checkpoint
+    from digitlab.models.linereader import LINE_HEIGHT
+
+    ckpt = as_checkpoint(checkpoint)
+    if ckpt.meta.get("model") != "line-reader":
+        raise ExportError(f"{ckpt.meta.get('model')}: not a line or field reader (export it with export_onnx)")
+    model = copy.deepcopy(ckpt.model).eval()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        try:
+            with _quiet_exporter():
+                torch.onnx.export(model, (torch.zeros(2, 1, LINE_HEIGHT, 96),), str(tmp), dynamo=False,
+                                  opset_version=opset, input_names=["lines"], output_names=["logp"],
+                                  dynamic_axes={"lines": {0: "batch", 3: "width"}, "logp": {0: "frames", 1: "batch"}})
+        except Exception as e:
+            raise ExportError(f"line reader: ONNX export failed: {str(e).strip().splitlines()[0]}") from e
+        proto = onnx.load(str(tmp))
+        onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps({k: v for k, v in ckpt.meta.items()
+                                                                      if k not in ("config",)})})
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        gen = torch.Generator().manual_seed(0)
+        diff, same, lines = 0.0, 0, 0
+        for n, width in ((1, 8), (1, 100), (3, 240)):
+            x = 0.2 * torch.rand(n, 1, LINE_HEIGHT, width, generator=gen)
+            x[:, :, LINE_HEIGHT // 4: 3 * LINE_HEIGHT // 4: 3] = 1.0  # strokes the network answers to
+            with torch.inference_mode():
+                expected = model(x).numpy()
+            got = session.run(None, {"lines": x.numpy()})[0]
+            diff = max(diff, float(np.abs(got - expected).max()) if got.shape == expected.shape else math.inf)
+            same += int((got.argmax(2) == expected.argmax(2)).all(0).sum()) if got.shape == expected.shape else 0
+            lines += n
+        if not math.isfinite(diff) or diff > tolerance:
+            raise ExportError(f"{out}: ONNX Runtime and PyTorch differ by {diff:.3g} on line images (tolerance "
+                              f"{tolerance:g}); the file was not written")
+    return ExportReport(out, out.stat().st_size, opset, lines, "lines of noise and strokes, 8-240 pixels wide",
+                        diff, same / lines)
 
 
 @contextlib.contextmanager

@@ -107,8 +107,10 @@ def cmd_read(args: argparse.Namespace) -> None:
     out = []
     for image in args.images:
         with _notes_said():
-            reading = read(image, field=True, field_reader=fields_by, config=cfg) if args.field \
-                else read(image, ckpt, cfg, checker, second)
+            if args.field:
+                reading = read(image, field=True, field_reader=fields_by, config=cfg, backend=args.backend)
+            else:
+                reading = read(image, ckpt, cfg, checker, second)
         if args.annotate or args.panel:
             from digitlab.read.render import annotate, panel, save_png
 
@@ -217,7 +219,8 @@ def _add_training_options(p: argparse.ArgumentParser, what: str) -> None:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     add_checkpoint_option(p)
     p.add_argument("--backend", choices=["onnxruntime", "torch"],
-                   help="inference engine of the classifier (default: ONNX Runtime when installed, else PyTorch)")
+                   help="inference engine of the classifier, line reader and field reader (default: ONNX Runtime "
+                        "when installed, else PyTorch)")
     p.add_argument("--verifier", metavar="V",
                    help=f"verifier checkpoint from `digitlab train-verifier`: whole digits are told from merged "
                         f"pairs and parts of digits (default ${VERIFIER_ENV}, else RUN/verifier when that "

@@ -142,11 +142,12 @@ class FieldReading:
     seconds: float
 
 
-def read_fields(images: list[np.ndarray], reader: Checkpoint) -> list[FieldReading]:
-    """Read gray field images (H, W) uint8 of either polarity with a field reader checkpoint."""
+def read_fields(images: list[np.ndarray], reader: Checkpoint, backend: str | None = None) -> list[FieldReading]:
+    """Read gray field images (H, W) uint8 of either polarity with a field reader checkpoint, its network on
+    `backend` (None: ONNX Runtime when installed, else PyTorch)."""
     started = time.perf_counter()
     lines = [field_image(g) for g in images]
-    logps = read_lines(reader, [LineImage(image=li, scale=1.0, x0=0, y0=0.0) for li in lines])
+    logps = read_lines(reader, [LineImage(image=li, scale=1.0, x0=0, y0=0.0) for li in lines], backend)
     temperature = float(reader.meta.get("temperature", 1.0))
     if temperature != 1.0:
         logps = [(logp / temperature).log_softmax(1) for logp in logps]

@@ -149,11 +149,15 @@ def sequence_logp(logp: torch.Tensor, sequences: list[list[int]]) -> np.ndarray:
     return (-loss).double().numpy()
 
 
-def read_lines(reader: Checkpoint, images: list[LineImage]) -> list[torch.Tensor]:
-    """Each line image's (T, C+1) log-probabilities, T its own frames (padding dropped). Lines are read in
+def read_lines(reader: Checkpoint, images: list[LineImage], backend: str | None = None) -> list[torch.Tensor]:
+    """Each line image's (T, C+1) log-probabilities, T its own frames (padding dropped), by the reader's
+    network on `backend` (digitlab.engine.line_engine: None is ONNX Runtime when installed). Lines are read in
     batches of nearly equal widths (at most PAD_FRAMES frames of padding), as in training: the BiLSTM's
     backward pass starts at the batch's right edge, and a long stretch of padding before a short line's
     end changes what it reads."""
+    from digitlab.engine import line_engine
+
+    engine = line_engine(reader, backend)
     out: list[torch.Tensor | None] = [None] * len(images)
     order = sorted(range(len(images)), key=lambda i: images[i].image.shape[1])
     chunks: list[list[int]] = []
@@ -163,11 +167,10 @@ def read_lines(reader: Checkpoint, images: list[LineImage]) -> list[torch.Tensor
             chunks[-1].append(i)
         else:
             chunks.append([i])
-    with torch.inference_mode():
-        for chunk in chunks:
-            logp = reader.model(batch([images[i].image for i in chunk]))
-            for k, i in enumerate(chunk):
-                out[i] = logp[: frames(images[i].image.shape[1]), k]
+    for chunk in chunks:
+        logp = torch.from_numpy(engine(batch([images[i].image for i in chunk]).numpy()))
+        for k, i in enumerate(chunk):
+            out[i] = logp[: frames(images[i].image.shape[1]), k]
     return out  # type: ignore[return-value]
 
 

@@ -332,7 +332,8 @@ def read(image: Any, checkpoint: str | PathLike | Checkpoint | None = None, conf
     printed backgrounds are the field reader's to ignore, and Reading.raw keeps separators and marks."""
     started = time.perf_counter()
     if field:
-        return read_field(image, field_reader if field_reader is not None else checkpoint, config, started)
+        return read_field(image, field_reader if field_reader is not None else checkpoint, config, started,
+                          backend=backend)
     if checkpoint is None:
         _, verifier, line_reader = bundled_reader(verifier, line_reader)
     cfg = config or ReadConfig()
@@ -409,7 +410,7 @@ def recognize(page: Page, ckpt: Recognizer, cfg: ReadConfig, started: float | No
     second: dict[int, tuple[linereader.LineImage, torch.Tensor]] = {}
     if line_reader is not None and line_reader.meta.get("dataset") == ckpt.meta.get("dataset"):
         images = {k: li for k in range(len(lay.lines)) if (li := linereader.line_image(page, lay, k)) is not None}
-        logps = linereader.read_lines(line_reader, list(images.values()))  # all lines in one call
+        logps = linereader.read_lines(line_reader, list(images.values()), ckpt.backend)  # all lines in one call
         second = {k: (li, logp) for (k, li), logp in zip(images.items(), logps)}
 
     lines: list[list[DigitReading]] = []
@@ -447,17 +448,17 @@ def recognize(page: Page, ckpt: Recognizer, cfg: ReadConfig, started: float | No
 
 
 def read_field(image: Any, reader: str | PathLike | Checkpoint | None, config: ReadConfig | None = None,
-               started: float | None = None) -> Reading:
+               started: float | None = None, *, backend: str | None = None) -> Reading:
     """read(image, field=True): the one number of a field image, by a field reader checkpoint or the one
-    beside a classifier's run folder. Each digit's box is the ink around where the reader's output for it
-    peaks (fieldreader.ink_box)."""
+    beside a classifier's run folder, its network on `backend` (None: ONNX Runtime when installed). Each
+    digit's box is the ink of its share of the number (fieldreader.ink_box)."""
     from digitlab.read import fieldreader
 
     started = time.perf_counter() if started is None else started
     ckpt = field_reader_of(reader)
     cfg = config or ReadConfig()
     gray, scale, name = load_gray(image, cfg)
-    result = fieldreader.read_fields([gray], ckpt)[0]
+    result = fieldreader.read_fields([gray], ckpt, backend)[0]
     h = gray.shape[0]
     digits = [DigitReading(text=ch, best=ch, confidence=p, probabilities=(), line=0,
                            box=tuple(int(round(v / scale)) for v in (x0, y0, x1 - x0, y1 - y0)))
