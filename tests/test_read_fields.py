@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
+from digitlab.errors import ConfigError
 from digitlab.read import fields, synth
+from digitlab.read.config import FieldReaderConfig
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +199,23 @@ def test_continental_ones_and_sevens_get_their_strokes_and_nothing_else_changes(
             assert ys.mean() < middle
         else:  # the cross-bar is about half-way down
             assert abs(ys.mean() - middle) < 0.3 * (rows[-1] - rows[0])
+
+
+def test_uneven_writing_varies_the_digits_sizes_and_baselines(digits):
+    def spread(only):
+        sizes, bottoms = [], []
+        for seed in range(40):
+            boxes = field(digits, only, seed=seed).boxes[0]
+            heights = np.array([h for *_, h in boxes])
+            feet = np.array([y + h for _, y, _, h in boxes])
+            sizes.append(heights.max() / heights.min())
+            bottoms.append((feet.max() - feet.min()) / np.median(heights))
+        return np.mean(sizes), np.mean(bottoms)
+
+    even, uneven = spread(()), spread(("uneven",))
+    assert uneven[0] > even[0] + 0.15, (even, uneven)  # sizes differ more ...
+    assert uneven[1] > 2 * even[1], (even, uneven)  # ... and the digits stand further off one baseline
+    sample = field(digits, ("uneven",), seed=1)
+    assert sample.nuisances == ("uneven",) and len(sample.boxes[0]) == len(sample.text)
+    with pytest.raises(ConfigError, match="uneven"):
+        FieldReaderConfig(uneven=1.5)

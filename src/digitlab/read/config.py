@@ -279,6 +279,9 @@ class FieldReaderConfig:
     # Share of the 1s and 7s written the continental way (a long up-stroke on the 1, a cross-bar on the 7;
     # digitlab.read.fields.continental), for Latin digits only (MNIST, USPS, digits)
     continental: float = 0.3
+    # Share of the fields (other than the plain ones) written unevenly: digits of different sizes off a
+    # sloping baseline (the "uneven" nuisance of digitlab.read.fields, which the benchmark's variants never draw)
+    uneven: float = 0.3
     width: int = 64  # channels of the network's middle layers
     hidden: int = 160  # LSTM size, each direction
     epochs: int = 4
@@ -295,8 +298,9 @@ class FieldReaderConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (0 <= self.cheque_share and 0 <= self.plain_share and self.cheque_share + self.plain_share <= 1):
             raise ConfigError("cheque_share and plain_share must be >= 0 and add up to at most 1")
-        if not 0 <= self.continental <= 1:
-            raise ConfigError(f"continental must be between 0 and 1, got {self.continental}")
+        for name in ("continental", "uneven"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         from digitlab.data.augment import parse_augment
         parse_augment(self.augment)  # a bad form fails here, before any field is drawn
 

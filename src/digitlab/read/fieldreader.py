@@ -96,7 +96,8 @@ def make_fields(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, fcfg:
     """(field image, class indices of what was written) for n fields drawn from `digits` (labels 0-9).
     Each block of fields draws from a fresh copy of a random part of the digits: other hands than the
     dataset's, distorted by fcfg.augment (slant, shear, elastic strokes) and, for Latin digits (latin),
-    with fcfg.continental of the 1s and 7s written the continental way (fields.continental)."""
+    with fcfg.continental of the 1s and 7s written the continental way (fields.continental); fcfg.uneven of
+    the fields with nuisances are written unevenly (fields' "uneven")."""
     from digitlab.data.augment import parse_augment
 
     rng = np.random.default_rng(seed)
@@ -121,6 +122,8 @@ def make_fields(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, fcfg:
                                        only=set())
         else:
             spec = fields.CHEQUE if u < fcfg.plain_share + fcfg.cheque_share else fields.CELL
+            if fcfg.uneven:
+                spec = dataclasses.replace(spec, chances=(*spec.chances, ("uneven", fcfg.uneven)))
             sample = fields.make_field(pool, pool_labels, spec, rng)
         out.append((field_image(sample.image), [int(c) if c.isdigit() else index[c] for c in sample.raw[0]]))
     return out

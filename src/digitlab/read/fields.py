@@ -47,6 +47,7 @@ NUISANCES: dict[str, str] = {
     "photo": "phone-camera artefacts: uneven light, blur, noise, JPEG",
     "box": "the printed border of the amount box, cut by the crop or close around the number",
     "printed": "printed words beside the number (a form's label: Valor, Pay, EUR, R$), to be ignored",
+    "uneven": "uneven writing: digits of different sizes, each off the baseline, the line rising or falling",
 }
 
 SEPARATORS = (".", ",", "'")
@@ -95,7 +96,7 @@ def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.
 
     h = rng.uniform(20, 40) if "small" in on else rng.uniform(*spec.height)
     stroke = rng.uniform(-0.6, -0.3) if "thin" in on else rng.uniform(-0.3, 0.8)
-    ink, boxes = _ink_line(tokens, digits[picks], h, stroke, "touching" in on, "thin" in on, rng)
+    ink, boxes = _ink_line(tokens, digits[picks], h, stroke, "touching" in on, "thin" in on, rng, "uneven" in on)
 
     # The crop around the number: margins as a form's field or a table's cell leaves them
     ih, iw = ink.shape
@@ -224,29 +225,35 @@ def _tokens(text: str, on: set[str], rng: np.random.Generator) -> list[str]:
 
 
 def _ink_line(tokens: list[str], imgs: np.ndarray, h: float, stroke: float, touching: bool, thin: bool,
-              rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """The tokens written on one baseline as float ink (about 1.4 h tall) and each digit's (x, y, w, h).
-    thin: a ballpoint's narrow strokes, the soft edges of each (MNIST's pen) cut away."""
+              rng: np.random.Generator, uneven: bool = False) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """The tokens written on one baseline as float ink (about 1.4 h tall; 2 h when uneven) and each digit's
+    (x, y, w, h). thin: a ballpoint's narrow strokes, the soft edges of each (MNIST's pen) cut away. uneven:
+    each digit 0.75-1.25 times the size and up to 0.3 h off the baseline, which may slope."""
     slant = rng.uniform(-0.2, 0.2)
     cut = rng.uniform(0.45, 0.7) if thin else 0.0
+    sizes = (0.75, 1.25) if uneven else (0.9, 1.1)
     glyphs, k = [], 0
     for t in tokens:
         if t.isdigit():
-            g = _digit(imgs[k], h * rng.uniform(0.9, 1.1), slant + rng.uniform(-0.05, 0.05), stroke)
+            g = _digit(imgs[k], h * rng.uniform(*sizes), slant + rng.uniform(-0.05, 0.05), stroke)
             glyphs.append((t, np.clip((g - cut) / (1 - cut), 0, 1) if cut else g))
             k += 1
         else:
             glyphs.append((t, _mark(t, h, stroke, rng)))
-    height = max(int(1.4 * h) + 4, max(g.shape[0] for _, g in glyphs))  # a tall (distorted) digit fits too
-    baseline = int(1.2 * h)
+    room = 0.3 * h if uneven else 0.0  # above and below the baseline, for digits off it
+    height = max(int(1.4 * h + 2 * room) + 4, max(g.shape[0] for _, g in glyphs))  # a tall digit fits too
+    baseline = int(1.2 * h + room)
+    slope = rng.uniform(-0.08, 0.08) if uneven else 0.0  # of h per token: a line written uphill or down
     line = np.zeros((height, int(sum(g.shape[1] for _, g in glyphs) + (len(glyphs) + 1) * h)), np.float32)
     x, boxes = 0.0, []
     for i, (t, g) in enumerate(glyphs):
         gh, gw = g.shape
         if t.isdigit():
-            bottom = int(np.clip(baseline + rng.uniform(-0.04, 0.04) * h, gh, height))
+            off = np.clip(rng.uniform(-0.15, 0.15) + slope * (i - len(glyphs) / 2), -0.3, 0.3) if uneven \
+                else rng.uniform(-0.04, 0.04)
+            bottom = int(np.clip(baseline + off * h, gh, height))
         else:  # marks sit where they are written: a dot on the line, a dash at mid-height
-            bottom = int(np.clip(baseline - _MARK_RAISE.get(t, 0.0) * h, gh, height))
+            bottom = int(np.clip(baseline + (slope * (i - len(glyphs) / 2) - _MARK_RAISE.get(t, 0.0)) * h, gh, height))
         top = bottom - gh
         prev_digit = i > 0 and glyphs[i - 1][0].isdigit()
         if i == 0:
