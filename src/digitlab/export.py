@@ -120,7 +120,7 @@ def export_onnx(checkpoint: Any, out: str | Path, *, data_dir: str | Path | None
 
 def export_line_onnx(checkpoint: Any, out: str | Path, *, opset: int = LINE_OPSET,
                      tolerance: float = 1e-3) -> ExportReport:
-    """Write a line or field reader checkpoint's network ((N, 1, LINE_HEIGHT, W) line images -> (W / STRIDE,
+    """Write a line or field reader checkpoint's network ((N, 1, height, W) line images -> (W / STRIDE,
     N, classes + 1) log-probabilities) as ONNX to `out`, batch and width dynamic, checked against PyTorch on
     lines of several widths (rows of drawn strokes over noise; the network's output, not its reading, is
     compared)."""
@@ -136,11 +136,12 @@ def export_line_onnx(checkpoint: Any, out: str | Path, *, opset: int = LINE_OPSE
     if ckpt.meta.get("model") != "line-reader":
         raise ExportError(f"{ckpt.meta.get('model')}: not a line or field reader (export it with export_onnx)")
     model = copy.deepcopy(ckpt.model).eval()
+    height = int(ckpt.meta.get("line_height", LINE_HEIGHT))
     out = Path(out)
     with atomic_path(out) as tmp:
         try:
             with _quiet_exporter():
-                torch.onnx.export(model, (torch.zeros(2, 1, LINE_HEIGHT, 96),), str(tmp), dynamo=False,
+                torch.onnx.export(model, (torch.zeros(2, 1, height, 96),), str(tmp), dynamo=False,
                                   opset_version=opset, input_names=["lines"], output_names=["logp"],
                                   dynamic_axes={"lines": {0: "batch", 3: "width"}, "logp": {0: "frames", 1: "batch"}})
         except Exception as e:
@@ -154,8 +155,8 @@ def export_line_onnx(checkpoint: Any, out: str | Path, *, opset: int = LINE_OPSE
         gen = torch.Generator().manual_seed(0)
         diff, same, lines = 0.0, 0, 0
         for n, width in ((1, 8), (1, 100), (3, 240)):
-            x = 0.2 * torch.rand(n, 1, LINE_HEIGHT, width, generator=gen)
-            x[:, :, LINE_HEIGHT // 4: 3 * LINE_HEIGHT // 4: 3] = 1.0  # strokes the network answers to
+            x = 0.2 * torch.rand(n, 1, height, width, generator=gen)
+            x[:, :, height // 4: 3 * height // 4: 3] = 1.0  # strokes the network answers to
             with torch.inference_mode():
                 expected = model(x).numpy()
             got = session.run(None, {"lines": x.numpy()})[0]

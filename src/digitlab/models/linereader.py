@@ -15,13 +15,17 @@ from digitlab.models.registry import register_model
 
 LINE_HEIGHT = 32  # pixels: every line image is this high
 STRIDE = 4  # pixels of line image per output frame
+HEIGHTS = (16, 24, 32, 40, 48, 56, 64)  # image heights the network can read (three halvings, then one row)
 
 
 class LineReaderNet(nn.Module):
-    """(N, 1, LINE_HEIGHT, W) line images -> (W // STRIDE, N, classes + 1) log-probabilities, blank last."""
+    """(N, 1, height, W) line images -> (W // STRIDE, N, classes + 1) log-probabilities, blank last. height:
+    LINE_HEIGHT (the page reader's line images), or another multiple of 8 for a field reader's."""
 
-    def __init__(self, num_classes: int = 10, width: int = 48, hidden: int = 128) -> None:
+    def __init__(self, num_classes: int = 10, width: int = 48, hidden: int = 128, height: int = LINE_HEIGHT) -> None:
         super().__init__()
+        if height not in HEIGHTS:
+            raise ModelError(f"the line reader reads images {', '.join(map(str, HEIGHTS))} pixels high, got {height}")
 
         def block(cin: int, cout: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
@@ -31,7 +35,7 @@ class LineReaderNet(nn.Module):
             *block(1, c1), nn.MaxPool2d(2),  # 16 x W/2
             *block(c1, c2), nn.MaxPool2d(2),  # 8 x W/4
             *block(c2, c3), *block(c3, c3), nn.MaxPool2d((2, 1)),  # 4 x W/4
-            nn.Conv2d(c3, hidden, (LINE_HEIGHT // 8, 1)), nn.ReLU(inplace=True), nn.Dropout(0.2))  # 1 x W/4
+            nn.Conv2d(c3, hidden, (height // 8, 1)), nn.ReLU(inplace=True), nn.Dropout(0.2))  # 1 x W/4
         self.rnn = nn.LSTM(hidden, hidden, bidirectional=True)
         self.head = nn.Linear(2 * hidden, num_classes + 1)
 
@@ -45,7 +49,8 @@ class LineReaderNet(nn.Module):
                 description=f"CNN + BiLSTM over a {LINE_HEIGHT}-pixel-high line, CTC: reads a whole line of digits",
                 reference="B. Shi, X. Bai, C. Yao, An end-to-end trainable neural network for image-based sequence "
                           "recognition (CRNN), IEEE PAMI 2017")
-def line_reader(in_channels: int = 1, num_classes: int = 10, width: int = 48, hidden: int = 128) -> LineReaderNet:
+def line_reader(in_channels: int = 1, num_classes: int = 10, width: int = 48, hidden: int = 128,
+                height: int = LINE_HEIGHT) -> LineReaderNet:
     if in_channels != 1:
         raise ModelError(f"the line reader reads gray line images (in_channels 1), got in_channels={in_channels}")
-    return LineReaderNet(num_classes, width, hidden)
+    return LineReaderNet(num_classes, width, hidden, height)

@@ -282,6 +282,7 @@ class FieldReaderConfig:
     # Share of the fields (other than the plain ones) written unevenly: digits of different sizes off a
     # sloping baseline (the "uneven" nuisance of digitlab.read.fields, which the benchmark's variants never draw)
     uneven: float = 0.3
+    height: int = 32  # pixels: the field image's height (a multiple of 8, 16-64); the field is scaled to 2 less
     width: int = 64  # channels of the network's middle layers
     hidden: int = 160  # LSTM size, each direction
     epochs: int = 4
@@ -298,6 +299,8 @@ class FieldReaderConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (0 <= self.cheque_share and 0 <= self.plain_share and self.cheque_share + self.plain_share <= 1):
             raise ConfigError("cheque_share and plain_share must be >= 0 and add up to at most 1")
+        if self.height % 8 or not 16 <= self.height <= 64:  # digitlab.models.linereader.HEIGHTS
+            raise ConfigError(f"height must be a multiple of 8 from 16 to 64, got {self.height}")
         for name in ("continental", "uneven"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")

@@ -38,7 +38,7 @@ from digitlab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from digitlab.data.preprocess import ink_is_dark
 from digitlab.errors import ConfigError
 from digitlab.models import create_model
-from digitlab.models.linereader import LINE_HEIGHT, STRIDE
+from digitlab.models.linereader import HEIGHTS, LINE_HEIGHT, STRIDE
 from digitlab.read import fields
 from digitlab.read.config import FieldReaderConfig
 from digitlab.read.errors import ReadError
@@ -69,22 +69,22 @@ def classes_of(digit_classes: list[str]) -> list[str]:
     return [*digit_classes, *MARKS]
 
 
-def field_image(gray: np.ndarray) -> np.ndarray:
-    """A field of either polarity (H, W) uint8 -> (LINE_HEIGHT, W') uint8, ink bright on dark: scaled to
-    LINE_HEIGHT - 2 pixels high (aspect kept), its median level (the paper) at 0 and its 99.5th
-    percentile at 255, padded by STRIDE columns each side."""
+def field_image(gray: np.ndarray, height: int = LINE_HEIGHT) -> np.ndarray:
+    """A field of either polarity (H, W) uint8 -> (height, W') uint8, ink bright on dark: scaled to
+    height - 2 pixels high (aspect kept; at most MAX_WIDTH * height / LINE_HEIGHT wide), its median level
+    (the paper) at 0 and its 99.5th percentile at 255, padded by STRIDE columns each side."""
     if gray.ndim != 2 or min(gray.shape) < 2:
         raise ReadError(f"a field image must be 2-D and at least 2x2 pixels, got shape {gray.shape}")
     g = gray.astype(np.float32)
     if ink_is_dark(gray):
         g = 255 - g
     h, w = g.shape
-    inner = LINE_HEIGHT - 2
-    width = int(min(MAX_WIDTH - 2 * STRIDE, max(2 * STRIDE, round(w * inner / h))))
+    inner = height - 2
+    width = int(min(MAX_WIDTH * height // LINE_HEIGHT - 2 * STRIDE, max(2 * STRIDE, round(w * inner / h))))
     small = cv2.resize(g, (width, inner), interpolation=cv2.INTER_AREA if h > inner else cv2.INTER_LINEAR)
     lo, hi = np.percentile(small, [50, 99.5])
     small = np.clip((small - lo) / max(hi - lo, 16.0), 0, 1)
-    out = np.zeros((LINE_HEIGHT, width + 2 * STRIDE), np.float32)
+    out = np.zeros((height, width + 2 * STRIDE), np.float32)
     out[1:1 + inner, STRIDE:STRIDE + width] = small
     return (out * 255).round().astype(np.uint8)
 
@@ -125,7 +125,8 @@ def make_fields(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, fcfg:
             if fcfg.uneven:
                 spec = dataclasses.replace(spec, chances=(*spec.chances, ("uneven", fcfg.uneven)))
             sample = fields.make_field(pool, pool_labels, spec, rng)
-        out.append((field_image(sample.image), [int(c) if c.isdigit() else index[c] for c in sample.raw[0]]))
+        out.append((field_image(sample.image, fcfg.height),
+                    [int(c) if c.isdigit() else index[c] for c in sample.raw[0]]))
     return out
 
 
@@ -149,7 +150,8 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint, backend: str | Non
     """Read gray field images (H, W) uint8 of either polarity with a field reader checkpoint, its network on
     `backend` (None: ONNX Runtime when installed, else PyTorch)."""
     started = time.perf_counter()
-    lines = [field_image(g) for g in images]
+    height = int(reader.meta.get("line_height", LINE_HEIGHT))
+    lines = [field_image(g, height) for g in images]
     logps = read_lines(reader, [LineImage(image=li, scale=1.0, x0=0, y0=0.0) for li in lines], backend)
     temperature = float(reader.meta.get("temperature", 1.0))
     if temperature != 1.0:
@@ -159,7 +161,7 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint, backend: str | Non
     for gray, li, logp in zip(images, lines, logps):
         best = decode(logp, classes)
         probs = logp.exp().numpy()
-        scale = gray.shape[0] / (LINE_HEIGHT - 2)
+        scale = gray.shape[0] / (height - 2)
         # each char's window: the BiLSTM's CTC output tells the order of the chars, not where each one
         # is (it may peak at the very first frame for a char further right), so the number's ink is
         # shared out in reading order, a digit getting about three times a mark's width
@@ -288,14 +290,15 @@ def train_field_reader(fcfg: FieldReaderConfig | None, out_dir: str | Path, data
     log(f"{len(train)} training fields, {len(val)} validation fields, {time.perf_counter() - started:.0f} s")
     classes = classes_of(list(get_spec(dataset).classes))
     meta = {"model": "line-reader", "model_args": {"num_classes": len(classes), "width": fcfg.width,
-                                                   "hidden": fcfg.hidden},
-            "role": ROLE, "dataset": dataset, "classes": classes, "line_height": LINE_HEIGHT, "stride": STRIDE,
+                                                   "hidden": fcfg.hidden, "height": fcfg.height},
+            "role": ROLE, "dataset": dataset, "classes": classes, "line_height": fcfg.height, "stride": STRIDE,
             "config": fcfg.to_dict()}
     tcfg = TrainConfig(model="line-reader", epochs=fcfg.epochs, batch_size=fcfg.batch_size, optimizer="adam",
                        lr=fcfg.lr, schedule="onecycle", warmup=0.15, clip_grad=5.0, keep="last", seed=fcfg.seed,
                        threads=fcfg.threads)
     torch.manual_seed(fcfg.seed)
-    model = create_model("line-reader", num_classes=len(classes), width=fcfg.width, hidden=fcfg.hidden)
+    model = create_model("line-reader", num_classes=len(classes), width=fcfg.width, hidden=fcfg.hidden,
+                         height=fcfg.height)
     if start is not None:
         model.load_state_dict(start.model.state_dict())
     result = train_loop(model, LineBatches(train, fcfg.batch_size), CTCLoss(train), tcfg, out=out, resume=resume,
@@ -324,10 +327,12 @@ def load_field_reader(path: str | PathLike | Checkpoint) -> Checkpoint:
     ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(Path(path))
     if ckpt.meta.get("role") != ROLE:
         raise ReadError(f"{path}: not a field reader checkpoint (make one with `digitlab train-field-reader`)")
-    if (ckpt.meta.get("line_height"), ckpt.meta.get("stride")) != (LINE_HEIGHT, STRIDE):
-        raise ReadError(f"{path}: this field reader learnt images {ckpt.meta.get('line_height')} pixels high, but "
-                        f"the reader makes {LINE_HEIGHT}; train one for this version with `digitlab "
-                        f"train-field-reader`")
+    height = ckpt.meta.get("line_height")
+    if height not in HEIGHTS or ckpt.meta.get("stride") != STRIDE \
+            or ckpt.meta["model_args"].get("height", LINE_HEIGHT) != height:
+        raise ReadError(f"{path}: this field reader learnt images {height} pixels high, {ckpt.meta.get('stride')} "
+                        f"per output frame, which this version does not make ({', '.join(map(str, HEIGHTS))} high, "
+                        f"{STRIDE} per frame); train one for it with `digitlab train-field-reader`")
     return ckpt
 
 

@@ -18,6 +18,7 @@ import torch
 from digitlab.atomic import load_arrays, save_arrays
 from digitlab.checkpoint import Checkpoint
 from digitlab.errors import ConfigError
+from digitlab.models.linereader import LINE_HEIGHT
 from digitlab.read import synth
 
 
@@ -25,7 +26,7 @@ def open_helper_run(cfg: Any, out_dir: str | Path, resume: bool, cls: type,
                     load_init: Callable[[str], Checkpoint] | None = None) -> tuple[Any, Path, Checkpoint | None]:
     """(config, run folder, checkpoint to start from) of a helper's new or resumed run (train.loop.open_run),
     with torch's threads set from cfg.threads. With load_init and cfg.init, the helper starts from that
-    checkpoint, whose network size (width, hidden) the config takes."""
+    checkpoint, whose network size (width, hidden, and a field reader's image height) the config takes."""
     from digitlab.train.loop import open_run
 
     cfg, out = open_run(cfg, out_dir, resume, cls)
@@ -34,7 +35,9 @@ def open_helper_run(cfg: Any, out_dir: str | Path, resume: bool, cls: type,
     start = None
     if load_init is not None and cfg.init:
         start = load_init(cfg.init)
-        cfg = dataclasses.replace(cfg, **{k: start.meta["model_args"][k] for k in ("width", "hidden")})
+        args = start.meta["model_args"]
+        cfg = dataclasses.replace(cfg, **{k: args.get(k, LINE_HEIGHT) if k == "height" else args[k]
+                                          for k in ("width", "hidden", "height") if hasattr(cfg, k)})
     return cfg, out, start
 
 

@@ -92,11 +92,11 @@ def frames(width: int) -> int:
 
 
 def batch(images: list[np.ndarray]) -> torch.Tensor:
-    """Line images of any widths -> (N, 1, LINE_HEIGHT, W) float, zero padded on the right, W a multiple
-    of STRIDE."""
+    """Line images of any widths (one height: LINE_HEIGHT, or a field reader's) -> (N, 1, height, W) float,
+    zero padded on the right, W a multiple of STRIDE."""
     w = max(img.shape[1] for img in images)
     w += -w % STRIDE
-    x = np.zeros((len(images), 1, LINE_HEIGHT, w), np.float32)
+    x = np.zeros((len(images), 1, images[0].shape[0], w), np.float32)
     for i, img in enumerate(images):
         x[i, 0, :, : img.shape[1]] = img / 255.0
     return torch.from_numpy(x)
