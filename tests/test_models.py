@@ -284,6 +284,11 @@ def test_every_saved_network_is_registered_by_kind():
     with torch.no_grad():
         out = reader(torch.zeros(2, 1, 32, 40))
     assert out.shape == (10, 2, 11)  # (W / 4 frames, N, 10 digits + blank)
+    tall = create_model("line-reader", width=16, hidden=8, height=48).eval()
+    with torch.no_grad():
+        assert tall(torch.zeros(1, 1, 48, 40)).shape == (10, 1, 11)  # a field reader's taller image, same frames
+    with pytest.raises(ModelError, match="pixels high"):
+        create_model("line-reader", height=50)
     pair = create_model("ensemble", members=[{"model": "lenet5"}, {"model": "fastcnn"}]).eval()
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():

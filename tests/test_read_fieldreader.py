@@ -135,6 +135,26 @@ def test_a_field_reader_exports_to_onnx_with_any_width(brief_reader, tmp_path, c
         assert np.abs(got - expected).max() < 1e-3
 
 
+def test_a_field_reader_of_a_taller_field_image_trains_reads_and_exports(shared_data_dir, tmp_path, cache):
+    from digitlab.checkpoint import Checkpoint
+
+    cfg = fr.FieldReaderConfig(images=128, val_images=16, epochs=1, batch_size=32, width=16, hidden=32, height=48,
+                               threads=1)
+    fr.train_field_reader(cfg, tmp_path / "tall", shared_data_dir, progress=False, log=lambda s: None)
+    ckpt = fr.load_field_reader(tmp_path / "tall")
+    assert ckpt.meta["line_height"] == 48 and ckpt.meta["model_args"]["height"] == 48
+    sample = fields.make_field(*synth.load_test_digits(shared_data_dir), fields.CELL, np.random.default_rng(2))
+    assert fr.field_image(sample.image, 48).shape[0] == 48
+    fast, slow = (fr.read_fields([sample.image], ckpt, backend)[0] for backend in ("onnxruntime", "torch"))
+    assert fast.raw == slow.raw and abs(fast.confidence - slow.confidence) < 1e-4
+    for _, _, (x0, y0, x1, y1) in slow.chars:  # boxes in the field's own pixels
+        assert 0 <= x0 < x1 <= sample.image.shape[1] and 0 <= y0 < y1 <= sample.image.shape[0]
+    with pytest.raises(ReadError, match="pixels high"):
+        fr.load_field_reader(Checkpoint(ckpt.model, {**ckpt.meta, "line_height": 50}))
+    with pytest.raises(fr.ConfigError, match="height"):
+        fr.FieldReaderConfig(height=50)
+
+
 def test_the_confidence_is_of_the_digits_whatever_the_marks_between_them():
     import torch
 
