@@ -322,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "checkpoint's classes, normalisation and calibration in its metadata). ONNX Runtime "
                             "then runs it beside PyTorch on real test images; a mismatch fails the export. A line "
                             "or field reader (`train-line-reader`, `train-field-reader`) is written with dynamic "
-                            "batch and width (input `lines` (N, 1, 32, W), output `logp` (W/4, N, classes + "
-                            "blank)) and checked on line images of several widths.")
+                            "batch and width (input `lines` (N, 1, H, W), H its line height, output `logp` (W/4, "
+                            "N, classes + blank)) and checked on line images of several widths.")
     p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT",
                    help="a run folder or .safetensors file of a classifier, line reader or field reader "
                         "(default: the bundled MNIST classifier)")

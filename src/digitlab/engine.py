@@ -166,7 +166,7 @@ def _bundled(backend: str, threads: int) -> Recognizer:
 
 
 class LineEngine:
-    """A line or field reader checkpoint's network ((N, 1, LINE_HEIGHT, W) float32 line images, ink 1 on 0
+    """A line or field reader checkpoint's network ((N, 1, height, W) float32 line images, ink 1 on 0
     -> (W / STRIDE, N, classes + 1) log-probabilities) on ONNX Runtime or PyTorch. backend "torch" runs the
     checkpoint's model in the process's torch threads; "onnxruntime" exports it once into the cache (by its
     weights' SHA-256) and runs that in `threads` threads. A checkpoint without a weights hash (a network
