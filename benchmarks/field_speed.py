@@ -59,7 +59,7 @@ def main() -> None:
         network = {b: [] for b in backends}
         texts = {b: [] for b in backends}
         for cell in cells:
-            x = batch([field_image(cell, reader.meta.get("line_height", 32))]).numpy()
+            x = batch([field_image(cell, reader.meta["line_height"])]).numpy()
             for b in backends:
                 t = time.perf_counter()
                 reading = read_field(cell, reader, backend=b)

@@ -160,8 +160,11 @@ def export_line_onnx(checkpoint: Any, out: str | Path, *, opset: int = LINE_OPSE
             with torch.inference_mode():
                 expected = model(x).numpy()
             got = session.run(None, {"lines": x.numpy()})[0]
-            diff = max(diff, float(np.abs(got - expected).max()) if got.shape == expected.shape else math.inf)
-            same += int((got.argmax(2) == expected.argmax(2)).all(0).sum()) if got.shape == expected.shape else 0
+            if got.shape != expected.shape:
+                raise ExportError(f"{out}: ONNX Runtime gives {got.shape} for a line {width} pixels wide, PyTorch "
+                                  f"{expected.shape}; the file was not written")
+            diff = max(diff, float(np.abs(got - expected).max()))
+            same += int((got.argmax(2) == expected.argmax(2)).all(0).sum())
             lines += n
         if not math.isfinite(diff) or diff > tolerance:
             raise ExportError(f"{out}: ONNX Runtime and PyTorch differ by {diff:.3g} on line images (tolerance "

@@ -35,9 +35,8 @@ def open_helper_run(cfg: Any, out_dir: str | Path, resume: bool, cls: type,
     start = None
     if load_init is not None and cfg.init:
         start = load_init(cfg.init)
-        args = start.meta["model_args"]
-        cfg = dataclasses.replace(cfg, **{k: args.get(k, LINE_HEIGHT) if k == "height" else args[k]
-                                          for k in ("width", "hidden", "height") if hasattr(cfg, k)})
+        args = {"height": LINE_HEIGHT, **start.meta["model_args"]}  # readers from before --height: LINE_HEIGHT
+        cfg = dataclasses.replace(cfg, **{k: args[k] for k in ("width", "hidden", "height") if hasattr(cfg, k)})
     return cfg, out, start
 
 
