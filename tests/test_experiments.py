@@ -187,10 +187,10 @@ def test_two_workers_share_a_postgresql_study_and_survive_kill_9(tmp_path):
         a, b = worker("a"), worker("b")
         try:
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:  # kill a in the middle of a point of its own
+            while time.monotonic() < deadline:  # kill a in the middle of a point of its own (its lr drawn)
                 try:
                     mine = [t for t in _trials(url, "shared") if t.state == optuna.trial.TrialState.RUNNING
-                            and t.user_attrs.get("worker", "").endswith(f":{a.pid}")]
+                            and t.user_attrs.get("worker", "").endswith(f":{a.pid}") and t.params]
                 except KeyError:  # not created yet
                     mine = []
                 if mine:
