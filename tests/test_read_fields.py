@@ -17,13 +17,18 @@ def field(digits, only, seed=0, spec=fields.CHEQUE):
     return fields.make_field(*digits, spec, np.random.default_rng(seed), only=set(only))
 
 
-def background(sample) -> np.ndarray:
-    """The pixels away from every digit's box (2 px round them) and away from the marks between them."""
-    keep = np.ones(sample.image.shape, bool)
+def writing(sample) -> np.ndarray:
+    """Where the digits (their boxes, 2 px round them) and the marks between them are: a mask."""
+    mask = np.zeros(sample.image.shape, bool)
     xs = [x for x, _, w, _ in sample.boxes[0]] + [x + w for x, _, w, _ in sample.boxes[0]]
     ys = [y for _, y, _, _ in sample.boxes[0]] + [y + h for _, y, _, h in sample.boxes[0]]
-    keep[max(0, min(ys) - 2):max(ys) + 2, max(0, min(xs) - 2):max(xs) + 12] = False
-    return sample.image[keep].astype(float)
+    mask[max(0, min(ys) - 2):max(ys) + 2, max(0, min(xs) - 2):max(xs) + 12] = True
+    return mask
+
+
+def background(sample) -> np.ndarray:
+    """The pixels away from every digit's box (2 px round them) and away from the marks between them."""
+    return sample.image[~writing(sample)].astype(float)
 
 
 def test_a_plain_field_holds_its_digits_and_is_reproducible(digits):
@@ -120,6 +125,14 @@ def test_faint_and_thin_ink_is_lighter_or_narrower(digits):
     plain, faint, thin = (field(digits, only, seed=6) for only in ((), ("faint",), ("thin",)))
     assert np.percentile(faint.image, 1) > np.percentile(plain.image, 1) + 40
     assert (thin.image < 128).sum() < (plain.image < 128).sum()
+
+
+def test_faint_ink_stays_darker_than_the_print_beneath_it(digits):
+    # light ink on a security pattern or tinted paper, yet legible: its core is darker than the pattern's lines
+    for seed in range(6):
+        sample = field(digits, ("faint", "guilloche", "hatching", "tint"), seed=seed)
+        ink = np.percentile(sample.image[writing(sample)], 1)
+        assert ink < np.percentile(background(sample), 1) - 5, seed
 
 
 def test_stamp_scan_and_photo_change_the_image_and_the_photo_is_a_jpeg(digits):

@@ -139,9 +139,11 @@ def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.
 
     faint = "faint" in on
     paper_level = float(np.median(paper))
-    # faint ink: a share of the paper's brightness, so that it stays darker than tinted paper too
-    ink_level = paper_level * rng.uniform(0.45, 0.75) if faint else rng.uniform(0, 80)
+    ink_level = rng.uniform(0.55, 0.85) if faint else rng.uniform(0, 80)
     opacity = rng.uniform(0.5, 0.8) if faint else rng.uniform(0.85, 1.0)
+    if faint:  # lighter than a pen's ink, yet darker than the paper and the print beneath it: still legible
+        under = min(paper_level, float(np.percentile(img[top:top + ih, x0:x0 + iw], 1)))
+        ink_level = max(0.0, (under * ink_level - paper_level * (1 - opacity)) / opacity)
     strokes = canvas.copy()
     width = max(1, int(round(h / 12 + stroke * h / 40)))
     if "underline" in on:
