@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from digitlab.cli import main
+from digitlab.data.preprocess import ink_is_dark
 from digitlab.read import ReadError, fields, synth
 from digitlab.read import fieldreader as fr
-from digitlab.read.recognize import read
+from digitlab.read.recognize import field_reader_of, read
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +251,22 @@ def test_a_digits_box_holds_its_ink_not_the_ruling_lines_along_and_across_the_fi
     assert fr.number_columns(ink) == (40, 63)  # the number's columns, the lines aside
     blank = fr.without_lines(np.zeros((32, 50), np.uint8))
     assert fr.ink_box(blank, 5, 20) == (5, 0, 20, 32) and fr.number_columns(blank) == (0, 50)  # no ink
+
+
+def test_a_printed_pattern_that_turns_the_polarity_round_is_read_the_right_way(shared_data_dir):
+    """Dark ink on a cheque whose dense printed lines pass for the paper: the polarity detector says light
+    ink, so the field is read both ways, and the bundled reader is surer of (and right in) the right way.
+    A field of light ink on dark paper (an ordinary one's negative) still reads as the ordinary one."""
+    reader = field_reader_of(None)
+    drawn = fields.generate_fields(*synth.load_test_digits(shared_data_dir), fields.CHEQUE, 43, 21)
+    sample = drawn[-1]
+    assert not ink_is_dark(sample.image)  # fooled: a field where the detector goes wrong
+    as_judged, right_way = (fr._read([sample.image], [dark], reader, None)[0] for dark in (False, True))
+    assert right_way.confidence > 0.5 > as_judged.confidence and as_judged.raw != right_way.raw
+    reading = fr.read_fields([sample.image], reader)[0]
+    assert (reading.raw, reading.confidence) == (right_way.raw, right_way.confidence)
+    assert reading.raw == "573,726,-" and reading.text == sample.text
+    ordinary = drawn[0]
+    assert ink_is_dark(ordinary.image)
+    positive, negative = fr.read_fields([ordinary.image, 255 - ordinary.image], reader)
+    assert negative.raw == positive.raw and negative.confidence == pytest.approx(positive.confidence, abs=1e-4)

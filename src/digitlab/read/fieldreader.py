@@ -69,14 +69,15 @@ def classes_of(digit_classes: list[str]) -> list[str]:
     return [*digit_classes, *MARKS]
 
 
-def field_image(gray: np.ndarray, height: int = LINE_HEIGHT) -> np.ndarray:
+def field_image(gray: np.ndarray, height: int = LINE_HEIGHT, dark_ink: bool | None = None) -> np.ndarray:
     """A field of either polarity (H, W) uint8 -> (height, W') uint8, ink bright on dark: scaled to
     height - 2 pixels high (aspect kept; at most MAX_WIDTH * height / LINE_HEIGHT wide), its median level
-    (the paper) at 0 and its 99.5th percentile at 255, padded by STRIDE columns each side."""
+    (the paper) at 0 and its 99.5th percentile at 255, padded by STRIDE columns each side. dark_ink: the
+    polarity when known, else ink_is_dark's."""
     if gray.ndim != 2 or min(gray.shape) < 2:
         raise ReadError(f"a field image must be 2-D and at least 2x2 pixels, got shape {gray.shape}")
     g = gray.astype(np.float32)
-    if ink_is_dark(gray):
+    if ink_is_dark(gray) if dark_ink is None else dark_ink:
         g = 255 - g
     h, w = g.shape
     inner = height - 2
@@ -125,7 +126,7 @@ def make_fields(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, fcfg:
             if fcfg.uneven:
                 spec = dataclasses.replace(spec, chances=(*spec.chances, ("uneven", fcfg.uneven)))
             sample = fields.make_field(pool, pool_labels, spec, rng)
-        out.append((field_image(sample.image, fcfg.height),
+        out.append((field_image(sample.image, fcfg.height, dark_ink=True),  # as fields.py writes them
                     [int(c) if c.isdigit() else index[c] for c in sample.raw[0]]))
     return out
 
@@ -150,8 +151,24 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint, backend: str | Non
     """Read gray field images (H, W) uint8 of either polarity with a field reader checkpoint, its network on
     `backend` (None: ONNX Runtime when installed, else PyTorch)."""
     started = time.perf_counter()
+    dark = [ink_is_dark(g) for g in images]
+    out = _read(images, dark, reader, backend)
+    # A field judged light ink on dark paper is read the other way too, and the reading the reader is surer
+    # of wins: a dense printed pattern can pass for the paper and turn the polarity detector round
+    again = [k for k, d in enumerate(dark) if not d]
+    for k, other in zip(again, _read([images[k] for k in again], [True] * len(again), reader, backend)):
+        if other.confidence > out[k].confidence:
+            out[k] = other
+    each = (time.perf_counter() - started) / max(1, len(images))
+    return [dataclasses.replace(r, seconds=each) for r in out]
+
+
+def _read(images: list[np.ndarray], dark: list[bool], reader: Checkpoint, backend: str | None) -> list[FieldReading]:
+    """read_fields with each field's polarity given."""
+    if not images:
+        return []
     height = int(reader.meta.get("line_height", LINE_HEIGHT))
-    lines = [field_image(g, height) for g in images]
+    lines = [field_image(g, height, d) for g, d in zip(images, dark)]
     logps = read_lines(reader, [LineImage(image=li, scale=1.0, x0=0, y0=0.0) for li in lines], backend)
     temperature = float(reader.meta.get("temperature", 1.0))
     if temperature != 1.0:
@@ -181,8 +198,7 @@ def read_fields(images: list[np.ndarray], reader: Checkpoint, backend: str | Non
         out.append(FieldReading(text="".join(classes[c] for c in digits), raw=best.text,
                                 confidence=digits_probability(logp, digits),
                                 raw_confidence=float(math.exp(best.logp)), chars=tuple(chars), seconds=0.0))
-    each = (time.perf_counter() - started) / max(1, len(images))
-    return [dataclasses.replace(r, seconds=each) for r in out]
+    return out
 
 
 def without_lines(image: np.ndarray) -> np.ndarray:
