@@ -149,7 +149,8 @@ class FieldReading:
 
 def read_fields(images: list[np.ndarray], reader: Checkpoint, backend: str | None = None) -> list[FieldReading]:
     """Read gray field images (H, W) uint8 of either polarity with a field reader checkpoint, its network on
-    `backend` (None: ONNX Runtime when installed, else PyTorch)."""
+    `backend` (None: ONNX Runtime when installed, else PyTorch). A field that ink_is_dark judges light ink
+    is read both ways round, and the surer reading kept."""
     started = time.perf_counter()
     dark = [ink_is_dark(g) for g in images]
     out = _read(images, dark, reader, backend)

@@ -139,11 +139,14 @@ def make_field(digits: np.ndarray, labels: np.ndarray, spec: FieldSpec, rng: np.
 
     faint = "faint" in on
     paper_level = float(np.median(paper))
-    ink_level = rng.uniform(0.55, 0.85) if faint else rng.uniform(0, 80)
+    drawn = rng.uniform(0.55, 0.85) if faint else rng.uniform(0, 80)  # faint: a share; else a pen's ink level
     opacity = rng.uniform(0.5, 0.8) if faint else rng.uniform(0.85, 1.0)
-    if faint:  # lighter than a pen's ink, yet darker than the paper and the print beneath it: still legible
+    if faint:  # its core that share of the darkest level beneath the number (the paper, or the print under
+        # it): lighter than a pen's ink, yet darker than what it is written on, so still legible
         under = min(paper_level, float(np.percentile(img[top:top + ih, x0:x0 + iw], 1)))
-        ink_level = max(0.0, (under * ink_level - paper_level * (1 - opacity)) / opacity)
+        ink_level = max(0.0, (under * drawn - paper_level * (1 - opacity)) / opacity)
+    else:
+        ink_level = drawn
     strokes = canvas.copy()
     width = max(1, int(round(h / 12 + stroke * h / 40)))
     if "underline" in on:
